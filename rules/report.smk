@@ -1,0 +1,20 @@
+rule render_report:
+    input:
+        **{name: f"results/aggregate/{name}.parquet" for name in AGGREGATES},
+        template=TEMPLATE,
+    output:
+        report=REPORT,
+    log:
+        f"logs/render_report/{CFG.run_name}.log",
+    conda:
+        "../envs/ptmeval.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        title=CFG.title,
+        config_hash=CONFIG_HASH,
+        code_version=code_version("render_report"),
+    script:
+        "../scripts/render_report.py"

@@ -1,0 +1,17 @@
+"""Rule `aggregate`: gather the per-job tables into the report's tables."""
+
+from ptmeval.aggregate import aggregate
+from ptmeval.io import write_table
+from ptmeval.logs import log_to
+
+log_to(snakemake.log[0])
+inputs = snakemake.input
+tables = aggregate(
+    metrics=inputs.metrics,
+    histories=inputs.histories,
+    profiles=inputs.profiles,
+    manifests=inputs.manifests,
+    task_summaries=inputs.tasks,
+)
+for name, table in tables.items():
+    write_table(table, snakemake.output[name])

@@ -1,0 +1,99 @@
+"""Model adapter registry.
+
+The registry itself is light (no torch import) so that the Snakefile can validate a config
+while it is parsed. Each entry names the module that implements it; that module is imported
+only when a job needs the model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ptmeval._names import unknown_name_message
+from ptmeval.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ptmeval.adapters._base import ModelAdapter
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """What the pipeline needs to know about an adapter before loading anything."""
+
+    name: str
+    modality: str  # "text" or "image"
+    module: str  # implementing module, imported lazily
+    methods: tuple[str, ...]  # adaptation methods it supports
+    inits: tuple[str, ...]  # initialisations it supports
+    needs_source: bool  # whether the model entry must name a source
+    neural: bool = True  # False for classical baselines (no torch model)
+
+
+ADAPTERS: dict[str, AdapterSpec] = {}
+
+
+def register(spec: AdapterSpec) -> AdapterSpec:
+    """Add an adapter to the registry under `spec.name`."""
+    ADAPTERS[spec.name] = spec
+    return spec
+
+
+register(
+    AdapterSpec(
+        name="hf-text",
+        modality="text",
+        module="ptmeval.adapters.hf_text",
+        methods=("full", "linear_probe"),
+        inits=("pretrained", "scratch"),
+        needs_source=True,
+    )
+)
+register(
+    AdapterSpec(
+        name="torchvision-image",
+        modality="image",
+        module="ptmeval.adapters.torchvision_image",
+        methods=("full", "linear_probe"),
+        inits=("pretrained", "scratch"),
+        needs_source=False,
+    )
+)
+register(
+    AdapterSpec(
+        name="efficientnet-lite",
+        modality="image",
+        module="ptmeval.adapters.efficientnet_lite",
+        methods=("full", "linear_probe"),
+        inits=("pretrained", "scratch"),
+        needs_source=True,
+    )
+)
+register(
+    AdapterSpec(
+        name="tfidf-logreg",
+        modality="text",
+        module="ptmeval.adapters.tfidf",
+        methods=("full",),
+        inits=("scratch",),
+        needs_source=False,
+        neural=False,
+    )
+)
+
+
+def get_spec(name: str) -> AdapterSpec:
+    """Return the registered spec, or raise a ConfigError with a "did you mean" hint."""
+    try:
+        return ADAPTERS[name]
+    except KeyError:
+        raise ConfigError(unknown_name_message("adapter", name, ADAPTERS)) from None
+
+
+def get_adapter(name: str, options: dict | None = None) -> ModelAdapter:
+    """Import and instantiate the adapter registered as `name`."""
+    spec = get_spec(name)
+    module = importlib.import_module(spec.module)
+    adapter: ModelAdapter = module.Adapter(options or {})
+    return adapter

