@@ -1,11 +1,11 @@
 """ptmeval: which pretrained model should I build on, and what will it cost?
 
-    snakemake --cores all                          # the embedded default config
-    snakemake --cores all --configfile my.yaml     # your own models and tasks
+snakemake --cores all                          # the embedded default config
+snakemake --cores all --configfile my.yaml     # your own models and tasks
 """
 
 
-configfile: "config/config.yaml"
+configfile: workflow.source_path("config/config.yaml")
 
 
 include: "rules/common.smk"
@@ -21,6 +21,6 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         REPORT,
-    default_target: True

@@ -15,17 +15,17 @@ from ptmeval.workflow import (
     neural_models,
 )
 
-
-# The JSON schema (generated from ptmeval.config) checks shape and types; load_config adds the
-# checks that need the file system (packages installed, files and columns present).
-try:
-    validate(config, workflow.source_path("../config/schema.json"), set_default=False)
-except Exception as err:
-    sys.exit(f"ptmeval: invalid config: {str(err).splitlines()[0]}")
+# Validated before anything runs: the typed models (one-line messages naming the culprit, and
+# the checks that need the file system: packages installed, files and columns present), then
+# the JSON schema generated from the same models.
 try:
     CFG = load_config(config)
 except ConfigError as err:
     sys.exit(f"ptmeval: {err}")
+try:
+    validate(config, workflow.source_path("../config/schema.json"), set_default=False)
+except Exception as err:
+    sys.exit(f"ptmeval: invalid config: {str(err).splitlines()[0]}")
 
 CONFIG_HASH = config_hash(CFG.model_dump(mode="json"))
 FT_JOBS = finetune_targets(CFG)
@@ -33,7 +33,15 @@ NEURAL = neural_models(CFG)
 REPORT = f"reports/{CFG.run_name}/index.html"
 TEMPLATE = str(PACKAGE_DIR / "templates" / "report.html.j2")
 JOB_PATH = "{model}/{task}/{fraction}/{seed}/{init}"
-AGGREGATES = ["results", "learning_curve", "history", "finetune_cost", "profile", "manifest", "tasks"]
+AGGREGATES = [
+    "results",
+    "learning_curve",
+    "history",
+    "finetune_cost",
+    "profile",
+    "manifest",
+    "tasks",
+]
 
 
 wildcard_constraints:
@@ -99,7 +107,9 @@ def get_finetune_inputs(wildcards):
         "subset": f"results/subsample/{wildcards.task}/{wildcards.fraction}/{wildcards.seed}/train.parquet",
     }
     if is_probe(wildcards):
-        inputs["features"] = f"results/features/{wildcards.model}/{wildcards.task}/{wildcards.init}.parquet"
+        inputs["features"] = (
+            f"results/features/{wildcards.model}/{wildcards.task}/{wildcards.init}.parquet"
+        )
     elif is_neural(wildcards):
         inputs["snapshot"] = f"results/download/{wildcards.model}/snapshot"
     return inputs
@@ -114,7 +124,9 @@ def get_evaluate_inputs(wildcards):
 def get_all_job_files(kind):
     """Every per-job table of one kind: metrics, predictions or history."""
     stage = "finetune" if kind == "history" else "evaluate"
-    return [f"results/{stage}/{JOB_PATH}/{kind}.parquet".format(**job) for job in FT_JOBS]
+    return [
+        f"results/{stage}/{JOB_PATH}/{kind}.parquet".format(**job) for job in FT_JOBS
+    ]
 
 
 def get_aggregate_inputs(wildcards):

@@ -3,7 +3,9 @@ rule finetune:
         unpack(get_finetune_inputs),
     output:
         history="results/finetune/{model}/{task}/{fraction}/{seed}/{init}/history.parquet",
-        model=directory("results/finetune/{model}/{task}/{fraction}/{seed}/{init}/model"),
+        model=directory(
+            "results/finetune/{model}/{task}/{fraction}/{seed}/{init}/model"
+        ),
     log:
         "logs/finetune/{model}/{task}/{fraction}/{seed}/{init}.log",
     benchmark:

@@ -12,9 +12,17 @@ from ptmeval.errors import ConfigError
 def table_format(path: Path) -> str:
     """'csv', 'tsv', 'parquet' or 'jsonl', from the file name."""
     suffix = "".join(path.suffixes[-1:]).lower()
-    formats = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+    formats = {
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".parquet": "parquet",
+        ".jsonl": "jsonl",
+        ".json": "jsonl",
+    }
     if suffix not in formats:
-        raise ConfigError(f"'{path}': unsupported table format '{suffix}' (csv, tsv, parquet, jsonl)")
+        raise ConfigError(
+            f"'{path}': unsupported table format '{suffix}' (csv, tsv, parquet, jsonl)"
+        )
     return formats[suffix]
 
 

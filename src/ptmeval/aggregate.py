@@ -33,7 +33,9 @@ def fine_tune_cost(history: pd.DataFrame) -> pd.DataFrame:
     if history.empty:
         return pd.DataFrame()
     last = history.sort_values("epoch").groupby([*KEYS, "fraction", "seed"], as_index=False).last()
-    return last[[*KEYS, "fraction", "seed", "n_train", "epoch", "wall_s", "samples_seen", "diverged"]]
+    return last[
+        [*KEYS, "fraction", "seed", "n_train", "epoch", "wall_s", "samples_seen", "diverged"]
+    ]
 
 
 def aggregate(

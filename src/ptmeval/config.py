@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ptmeval._catalog import PACKAGED_DATASETS
 from ptmeval._names import unknown_name_message
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.errors import ConfigError
-from ptmeval._catalog import PACKAGED_DATASETS
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]*$"
 
@@ -155,12 +155,15 @@ class ModelEntry(_Strict):
     @field_validator("adapter")
     @classmethod
     def _known_adapter(cls, value: str) -> str:
-        get_spec(value)  # raises with a "did you mean"
+        try:
+            get_spec(value)
+        except ConfigError as err:  # pydantic reports ValueErrors with their location
+            raise ValueError(str(err)) from None
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelEntry:
-        spec = get_spec(self.adapter)
+        spec = ADAPTERS[self.adapter]
         if spec.needs_source and self.source is None:
             raise ValueError(f"adapter '{self.adapter}' needs a 'source'")
         if self.method not in spec.methods:
@@ -242,7 +245,9 @@ class SubsampleSettings(_Strict):
 class Config(_Strict):
     """A whole ptmeval run."""
 
-    run_name: str = Field("default", pattern=SLUG, description="Report folder: reports/<run_name>/.")
+    run_name: str = Field(
+        "default", pattern=SLUG, description="Report folder: reports/<run_name>/."
+    )
     title: str = Field("ptmeval report", description="Title shown on the report.")
     split_seed: int = Field(0, description="Seed of the train/validation/test split.")
     models: list[ModelEntry] = Field(min_length=1, description="Candidate models.")
@@ -288,7 +293,11 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
     node = data
     for part in loc:
         if isinstance(part, int):
-            slug = node[part].get("slug") if isinstance(node, list) and isinstance(node[part], dict) else None
+            slug = (
+                node[part].get("slug")
+                if isinstance(node, list) and isinstance(node[part], dict)
+                else None
+            )
             out += f"[{part}]" + (f" ('{slug}')" if slug else "")
         elif part in ("hub", "path", "package", "packaged", "file", "imagefolder", "hf-dataset"):
             continue  # discriminator tags
@@ -348,7 +357,9 @@ def check_environment(cfg: Config, base_dir: str | Path = ".") -> None:
         spec = get_spec(m.adapter)
         if spec.modality not in {t.modality for t in cfg.tasks}:
             raise ConfigError(
-                f"models '{m.slug}': a {spec.modality} model but no {spec.modality} task in tasks"
+                f"models '{m.slug}': an {spec.modality} model but no {spec.modality} task in tasks"
+                if spec.modality == "image"
+                else f"models '{m.slug}': a text model but no text task in tasks"
             )
     for t in cfg.tasks:
         src_t = t.source

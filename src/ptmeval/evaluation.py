@@ -48,7 +48,9 @@ def test_probs(
     set_threads(threads)
     loaded = load_for_task(job, snapshot, labels, "scratch")  # architecture only
     load_model(loaded.model, str(Path(model_dir) / WEIGHTS_FILE))
-    return test, predict_probs(loaded, test[input_column(data)].tolist(), job.finetune.eval_batch_size)
+    return test, predict_probs(
+        loaded, test[input_column(data)].tolist(), job.finetune.eval_batch_size
+    )
 
 
 def evaluate(
@@ -75,7 +77,12 @@ def evaluate(
     scores = score_all(probs, target)
     metrics = pd.DataFrame(
         [
-            {**keys, "metric": name, "value": value, "higher_is_better": METRICS[name].higher_is_better}  # type: ignore[attr-defined]
+            {
+                **keys,
+                "metric": name,
+                "value": value,
+                "higher_is_better": getattr(METRICS[name], "higher_is_better", True),
+            }  # type: ignore[attr-defined]
             for name, value in scores.items()
         ]
     )

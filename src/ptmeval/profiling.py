@@ -35,10 +35,14 @@ def flops_per_sample(loaded: object) -> tuple[int, dict[str, int]]:
     return int(counter.get_total_flops()), per_op
 
 
-def profile_model(job: ModelJob, snapshot: Path, manifest: pd.DataFrame, threads: int = 1) -> pd.DataFrame:
+def profile_model(
+    job: ModelJob, snapshot: Path, manifest: pd.DataFrame, threads: int = 1
+) -> pd.DataFrame:
     """One row: parameters, bytes on disk, forward FLOPs per sample at the configured input size."""
     set_threads(threads)
-    init = "pretrained" if (snapshot / "config.json").exists() or _has_weights(snapshot) else "scratch"
+    init = (
+        "pretrained" if (snapshot / "config.json").exists() or _has_weights(snapshot) else "scratch"
+    )
     loaded = load_for_task(job, snapshot, PROFILE_LABELS, init)
     total = sum(p.numel() for p in loaded.model.parameters())
     head = sum(p.numel() for p in loaded.head.parameters())
@@ -46,7 +50,9 @@ def profile_model(job: ModelJob, snapshot: Path, manifest: pd.DataFrame, threads
     flops, per_op = flops_per_sample(loaded)
     text = "text" if "input_ids" in loaded.example_batch(1) else "image"
     input_desc = (
-        f"{job.finetune.max_length} tokens" if text == "text" else f"3×{job.finetune.image_size}² px"
+        f"{job.finetune.max_length} tokens"
+        if text == "text"
+        else f"3×{job.finetune.image_size}² px"
     )
     row = {
         "model": job.model,

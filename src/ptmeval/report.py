@@ -25,7 +25,7 @@ def _svg(fig: Any) -> Markup:
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
     return Markup(text[text.index("<svg") :])
@@ -44,7 +44,9 @@ def learning_curve_figure(curve: pd.DataFrame, task: str, metric: str = PRIMARY_
     for (model, init), group in data.groupby(["model", "init"]):
         group = group.sort_values("n_train")
         style = "-" if init == "pretrained" else "--"
-        line = ax.plot(group["n_train"], group["mean"], style, marker="o", label=f"{model} ({init})")
+        line = ax.plot(
+            group["n_train"], group["mean"], style, marker="o", label=f"{model} ({init})"
+        )
         ax.fill_between(
             group["n_train"], group["min"], group["max"], alpha=0.15, color=line[0].get_color()
         )
@@ -94,9 +96,15 @@ def render_report(
     """Render the HTML report to `out_path` from the aggregated tables."""
     curve = tables["learning_curve"]
     tasks = tables["tasks"]
-    figures = {t: learning_curve_figure(curve, t) for t in sorted(curve["task"].unique())} if len(curve) else {}
+    figures = (
+        {t: learning_curve_figure(curve, t) for t in sorted(curve["task"].unique())}
+        if len(curve)
+        else {}
+    )
     task_rows = (
-        tasks.pivot_table(index=["task", "modality"], columns="split", values="count", aggfunc="sum")
+        tasks.pivot_table(
+            index=["task", "modality"], columns="split", values="count", aggfunc="sum"
+        )
         .reset_index()
         .assign(classes=lambda d: d["task"].map(tasks.groupby("task")["label"].nunique()))
         if len(tasks)
@@ -140,6 +148,10 @@ def _cost_summary(cost: pd.DataFrame) -> pd.DataFrame:
         return cost
     return (
         cost.groupby(["model", "task", "init", "method", "n_train"], as_index=False)
-        .agg(wall_s=("wall_s", "mean"), samples_seen=("samples_seen", "mean"), diverged=("diverged", "sum"))
+        .agg(
+            wall_s=("wall_s", "mean"),
+            samples_seen=("samples_seen", "mean"),
+            diverged=("diverged", "sum"),
+        )
         .sort_values(["task", "model", "init", "n_train"])
     )

@@ -32,7 +32,9 @@ def resolve_source(entry: ModelEntry, base_dir: Path = Path(".")) -> Path | None
     if isinstance(src, PathSource):
         path = (base_dir / src.path).resolve()
         if not path.exists():
-            raise ModelSourceError(f"models '{entry.slug}'.source.path: '{src.path}' does not exist")
+            raise ModelSourceError(
+                f"models '{entry.slug}'.source.path: '{src.path}' does not exist"
+            )
         return path
     if isinstance(src, PackageSource):
         path = package_root(src.package, f"models '{entry.slug}'.source.package") / src.file
@@ -96,7 +98,7 @@ def find_license(entry: ModelEntry, resolved: Path | None) -> str:
             dist = metadata.packages_distributions().get(entry.source.package.split(".")[0], [])
             for name in dist:
                 meta = metadata.metadata(name)
-                stated = meta.get("License-Expression") or meta.get("License")
+                stated = meta["License-Expression"] or meta["License"]
                 if stated and stated.upper() != "UNKNOWN" and len(stated) < 80:
                     return f"{stated} (package {name})"
         except Exception:  # metadata is best-effort
@@ -115,7 +117,9 @@ def describe_source(entry: ModelEntry) -> str:
     return f"package:{src.package}/{src.file}"
 
 
-def download_model(entry: ModelEntry, snapshot_dir: str | Path, base_dir: Path = Path(".")) -> pd.DataFrame:
+def download_model(
+    entry: ModelEntry, snapshot_dir: str | Path, base_dir: Path = Path(".")
+) -> pd.DataFrame:
     """Write a local snapshot of `entry` to `snapshot_dir`; return its manifest (one row a file)."""
     out = Path(snapshot_dir)
     if out.exists():
@@ -140,5 +144,10 @@ def download_model(entry: ModelEntry, snapshot_dir: str | Path, base_dir: Path =
                 "license": licence,
             }
         )
-    log.info("model %s: %d files, %.1f MB", entry.slug, len(rows), sum(r["bytes_on_disk"] for r in rows) / 1e6)
+    log.info(
+        "model %s: %d files, %.1f MB",
+        entry.slug,
+        len(rows),
+        sum(r["bytes_on_disk"] for r in rows) / 1e6,
+    )
     return pd.DataFrame(rows)

@@ -95,7 +95,12 @@ def extract_features(
             feats.append(loaded.features(batch).float().numpy())
             log.info("features %d/%d", min(start + size, len(items)), len(items))
     matrix = np.concatenate(feats)
-    log.info("features of %d rows in %.1f s, dim %d", len(items), time.perf_counter() - start_t, matrix.shape[1])
+    log.info(
+        "features of %d rows in %.1f s, dim %d",
+        len(items),
+        time.perf_counter() - start_t,
+        matrix.shape[1],
+    )
     return pd.DataFrame(
         {
             "row_id": data["row_id"].to_numpy(),
@@ -195,16 +200,27 @@ def _finetune_probe(
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     y = train["label"].to_numpy()
     if len(np.unique(y)) < 2:
-        raise DataError(f"{job.task}: the training subset has a single class; use a larger fraction")
+        raise DataError(
+            f"{job.task}: the training subset has a single class; use a larger fraction"
+        )
     clf = LogisticRegression(C=job.finetune.probe_c, max_iter=job.finetune.probe_max_iter)
     clf.fit(_standardise(x, mean, scale), y)
     np.savez(
-        out / HEAD_FILE, mean=mean, scale=scale, coef=clf.coef_, intercept=clf.intercept_,
-        classes=clf.classes_, num_labels=np.array(labels),
+        out / HEAD_FILE,
+        mean=mean,
+        scale=scale,
+        coef=clf.coef_,
+        intercept=clf.intercept_,
+        classes=clf.classes_,
+        num_labels=np.array(labels),
     )
     wall = time.perf_counter() - start
     train_probs = clf.predict_proba(_standardise(x, mean, scale))
-    loss = -np.mean(np.log(np.clip(train_probs[np.arange(len(y)), np.searchsorted(clf.classes_, y)], 1e-12, None)))
+    loss = -np.mean(
+        np.log(
+            np.clip(train_probs[np.arange(len(y)), np.searchsorted(clf.classes_, y)], 1e-12, None)
+        )
+    )
     val_probs = expand_classes(
         clf.predict_proba(_standardise(_feature_matrix(val), mean, scale)), clf.classes_, labels
     )
@@ -258,11 +274,15 @@ def _finetune_full(
     steps_per_epoch = math.ceil(len(items) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     warmup = int(settings.warmup_ratio * total_steps)
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=settings.lr,
     )
 
@@ -315,7 +335,11 @@ def _finetune_full(
         )
         log.info(
             "epoch %d/%d: loss %.4f, val accuracy %.3f, %.1f s",
-            epoch, settings.epochs, rows[-1]["train_loss"], rows[-1]["val_accuracy"], epoch_wall,
+            epoch,
+            settings.epochs,
+            rows[-1]["train_loss"],
+            rows[-1]["val_accuracy"],
+            epoch_wall,
         )
         if diverged:
             log.warning("loss is not finite: training stopped (diverged)")

@@ -39,7 +39,8 @@ class LoadedModel:
 
 
 class ModelAdapter:
-    """Base class: subclasses set `name` and `modality` and implement `load`."""
+    """Base class: subclasses set `name` and `modality` and implement `load` (neural models) or
+    `fit`/`save`/`predict_proba` (classical baselines such as `tfidf-logreg`)."""
 
     name = "base"
     modality = "text"
@@ -66,6 +67,15 @@ class ModelAdapter:
         trust_remote_code: bool = False,
     ) -> LoadedModel:
         raise NotImplementedError
+
+    def fit(self, texts: Sequence[str], labels: Any, seed: int) -> dict[str, Any]:
+        raise NotImplementedError(f"{self.name} is a neural adapter: use load()")
+
+    def save(self, state: dict[str, Any], out_dir: Path) -> None:
+        raise NotImplementedError(f"{self.name} is a neural adapter: use load()")
+
+    def predict_proba(self, out_dir: Path, texts: Sequence[str], num_labels: int) -> Any:
+        raise NotImplementedError(f"{self.name} is a neural adapter: use load()")
 
 
 def _ignore_junk(directory: str, names: list[str]) -> list[str]:

