@@ -9,9 +9,10 @@ rule aggregate:
         "../envs/ptmeval.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=6000,
+        runtime=30,
     params:
+        settings=get_analysis_settings,
         code_version=code_version("aggregate"),
     script:
         "../scripts/aggregate.py"

@@ -1,6 +1,7 @@
 """Config validation, job enumeration and input functions shared by every rule."""
 
 import sys
+from argparse import Namespace
 
 from snakemake.utils import validate
 
@@ -9,10 +10,14 @@ from ptmeval.errors import ConfigError
 from ptmeval.workflow import (
     PACKAGE_DIR,
     code_version,
+    export_job_wildcards,
+    export_targets,
     finetune_job,
     finetune_targets,
     model_job,
     neural_models,
+    runtime_settings,
+    transfer_targets,
 )
 
 # Validated before anything runs: the typed models (one-line messages naming the culprit, and
@@ -33,6 +38,8 @@ NEURAL = neural_models(CFG)
 REPORT = f"reports/{CFG.run_name}/index.html"
 TEMPLATE = str(PACKAGE_DIR / "templates" / "report.html.j2")
 JOB_PATH = "{model}/{task}/{fraction}/{seed}/{init}"
+EXPORTS = export_targets(CFG)
+TRANSFERS = transfer_targets(CFG)
 AGGREGATES = [
     "results",
     "learning_curve",
@@ -41,6 +48,23 @@ AGGREGATES = [
     "profile",
     "manifest",
     "tasks",
+    "runtime",
+    "accessibility",
+    "export",
+    "compatibility",
+    "structure",
+    "fits",
+    "curve_band",
+    "data_needed",
+    "transfer_gain",
+    "effective_data",
+    "process",
+    "difficulty",
+    "pairwise",
+    "ranks",
+    "transfer",
+    "transfer_prediction",
+    "task_similarity",
 ]
 
 
@@ -121,6 +145,32 @@ def get_evaluate_inputs(wildcards):
     return inputs
 
 
+def get_runtime_settings(wildcards):
+    return runtime_settings(CFG, wildcards.model)
+
+
+def get_export_job(wildcards):
+    chosen = export_job_wildcards(CFG, wildcards.model, wildcards.task)
+    return finetune_job(CFG, Namespace(**chosen))
+
+
+def get_export_inputs(wildcards):
+    chosen = export_job_wildcards(CFG, wildcards.model, wildcards.task)
+    return {
+        "data": f"results/tasks/{wildcards.task}/data.parquet",
+        "snapshot": f"results/download/{wildcards.model}/snapshot",
+        "model": f"results/finetune/{JOB_PATH}/model".format(**chosen),
+    }
+
+
+def get_analysis_settings(wildcards):
+    return {
+        **CFG.analysis.model_dump(mode="json"),
+        "hardware": [h.model_dump(mode="json") for h in CFG.hardware],
+        "models": {m.slug: m.adapter for m in CFG.models},
+    }
+
+
 def get_all_job_files(kind):
     """Every per-job table of one kind: metrics, predictions or history."""
     stage = "finetune" if kind == "history" else "evaluate"
@@ -136,4 +186,12 @@ def get_aggregate_inputs(wildcards):
         "profiles": [f"results/profile/{m}.parquet" for m in NEURAL],
         "manifests": [f"results/download/{m}/manifest.parquet" for m in NEURAL],
         "tasks": [f"results/tasks/{t.slug}/summary.parquet" for t in CFG.tasks],
+        "predictions": get_all_job_files("predictions"),
+        "runtimes": [f"results/runtime/{m}.parquet" for m in NEURAL],
+        "exports": [
+            f"results/export/{e['model']}/{e['task']}.parquet" for e in EXPORTS
+        ],
+        "transfers": [
+            f"results/transfer/{t['model']}/{t['task']}.parquet" for t in TRANSFERS
+        ],
     }

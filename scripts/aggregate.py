@@ -1,4 +1,4 @@
-"""Rule `aggregate`: gather the per-job tables into the report's tables."""
+"""Rule `aggregate`: gather the per-job tables into the report's tables and statistics."""
 
 from ptmeval.aggregate import aggregate
 from ptmeval.io import write_table
@@ -12,6 +12,11 @@ tables = aggregate(
     profiles=inputs.profiles,
     manifests=inputs.manifests,
     task_summaries=inputs.tasks,
+    predictions=inputs.predictions,
+    runtimes=inputs.runtimes,
+    exports=inputs.exports,
+    transfers=inputs.transfers,
+    settings=snakemake.params.settings,
 )
 for name, table in tables.items():
-    write_table(table, snakemake.output[name])
+    write_table(table, snakemake.output[name], params=snakemake.params.settings)

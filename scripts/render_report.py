@@ -5,7 +5,7 @@ from ptmeval.logs import log_to
 from ptmeval.report import render_report
 
 log_to(snakemake.log[0])
-names = ["results", "learning_curve", "history", "finetune_cost", "profile", "manifest", "tasks"]
+names = [name for name in snakemake.input.keys() if name != "template"]
 tables = {name: read_table(snakemake.input[name]) for name in names}
 render_report(
     tables,

@@ -242,6 +242,61 @@ class SubsampleSettings(_Strict):
         return values
 
 
+class ProfileSettings(_Strict):
+    """How runtime and memory are measured (each point in a fresh subprocess)."""
+
+    inference_batch_sizes: list[int] = Field(
+        [1, 8, 32], min_length=1, description="Batch sizes for inference latency and memory."
+    )
+    train_batch_sizes: list[int] = Field(
+        [8, 16], description="Batch sizes for a full fine-tuning step (method 'full' models)."
+    )
+    warmup: int = Field(2, ge=0, description="Untimed iterations before timing.")
+    min_repeats: int = Field(5, ge=2, description="Timed iterations at least.")
+    max_repeats: int = Field(50, ge=2, description="Timed iterations at most.")
+    budget_s: float = Field(2.0, gt=0, description="Keep repeating (up to max_repeats) this long.")
+    export_tasks: Literal["first", "all"] = Field(
+        "first", description="Export check on the first task of each model's modality, or all."
+    )
+
+    @field_validator("inference_batch_sizes", "train_batch_sizes")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError("batch sizes must be at least 1")
+        return sorted(set(values))
+
+
+class HardwareProfile(_Strict):
+    """A machine a model might have to fit on ("smallest hardware that fits")."""
+
+    name: str = Field(description="Shown in the verdict, e.g. 'laptop, 8 GB'.")
+    device: Literal["cpu", "gpu"] = Field("cpu", description="Memory measured: host RSS or GPU.")
+    memory_gb: float = Field(gt=0, description="Memory available to the model.")
+
+
+DEFAULT_HARDWARE = [
+    HardwareProfile(name="edge device, 1 GB", device="cpu", memory_gb=1),
+    HardwareProfile(name="small VM, 2 GB", device="cpu", memory_gb=2),
+    HardwareProfile(name="laptop, 4 GB free", device="cpu", memory_gb=4),
+    HardwareProfile(name="workstation, 8 GB free", device="cpu", memory_gb=8),
+    HardwareProfile(name="server, 32 GB", device="cpu", memory_gb=32),
+    HardwareProfile(name="GPU, 16 GB (T4 class)", device="gpu", memory_gb=16),
+    HardwareProfile(name="GPU, 80 GB (A100/H100 class)", device="gpu", memory_gb=80),
+]
+
+
+class AnalysisSettings(_Strict):
+    """Statistics computed by `aggregate`."""
+
+    metric: Literal["accuracy", "macro_f1"] = Field("accuracy", description="Primary metric.")
+    n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
+    target_score: float | None = Field(
+        None, gt=0, le=1, description="Absolute score whose data need is reported (optional)."
+    )
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level (Holm-corrected).")
+
+
 class Config(_Strict):
     """A whole ptmeval run."""
 
@@ -254,6 +309,12 @@ class Config(_Strict):
     tasks: list[TaskEntry] = Field(min_length=1, description="Labelled tasks.")
     subsample: SubsampleSettings = Field(default_factory=SubsampleSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    hardware: list[HardwareProfile] = Field(
+        default_factory=lambda: list(DEFAULT_HARDWARE),
+        description="Hardware profiles for the 'smallest hardware that fits' verdict.",
+    )
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
 
     @model_validator(mode="after")
     def _unique_slugs(self) -> Config:

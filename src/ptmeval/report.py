@@ -1,9 +1,15 @@
-"""`render_report`: one self-contained HTML page from the aggregated tables (cache only)."""
+"""`render_report`: one self-contained HTML page from the aggregated tables (cache only).
+
+The page has the models and tasks, then one section per dimension (integrability,
+accessibility, scalability, interoperability, reusability), the full results and provenance.
+Every table is built here as formatted strings; the template escapes every one of them.
+"""
 
 from __future__ import annotations
 
-import io
+import math
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -11,61 +17,89 @@ from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
 
 from ptmeval import __version__
+from ptmeval.figures import cost_figure, learning_curve_figure
 from ptmeval.io import git_commit, hardware
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 PRIMARY_METRIC = "accuracy"
 
-
-def _svg(fig: Any) -> Markup:
-    """A matplotlib figure as inline SVG (text drawn as paths: no markup from data)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    return Markup(text[text.index("<svg") :])
+Fmt = Callable[[Any], str]
 
 
-def learning_curve_figure(curve: pd.DataFrame, task: str, metric: str = PRIMARY_METRIC) -> Markup:
-    """Score vs training examples (log x), one line per model × init, band = min–max over seeds."""
-    import matplotlib
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.fonttype"] = "path"
-    import matplotlib.pyplot as plt
 
-    data = curve[(curve["task"] == task) & (curve["metric"] == metric)]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (model, init), group in data.groupby(["model", "init"]):
-        group = group.sort_values("n_train")
-        style = "-" if init == "pretrained" else "--"
-        line = ax.plot(
-            group["n_train"], group["mean"], style, marker="o", label=f"{model} ({init})"
-        )
-        ax.fill_between(
-            group["n_train"], group["min"], group["max"], alpha=0.15, color=line[0].get_color()
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("training examples")
-    ax.set_ylabel(f"test {metric}")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"{task}: learning curves (mean over seeds; band = min–max)")
-    ax.legend(fontsize=8, loc="lower right")
-    return _svg(fig)
+def num(digits: int = 3) -> Fmt:
+    return lambda v: "–" if _missing(v) else f"{float(v):.{digits}f}"
+
+
+def sci(v: Any) -> str:
+    return "–" if _missing(v) else f"{float(v):.3g}"
+
+
+def count(v: Any) -> str:
+    return "–" if _missing(v) else f"{int(v):,}"
+
+
+def giga(v: Any) -> str:
+    return "–" if _missing(v) else f"{float(v) / 1e9:.3f}"
+
+
+def mega(v: Any) -> str:
+    return "–" if _missing(v) else f"{float(v) / 1e6:.1f}"
+
+
+def pct(v: Any) -> str:
+    return "–" if _missing(v) else f"{100 * float(v):.1f}%"
+
+
+def text(v: Any) -> str:
+    if _missing(v):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def interval(lo: str, hi: str, digits: int = 3) -> Callable[[pd.Series], str]:
+    def fmt(row: pd.Series) -> str:
+        if _missing(row.get(lo)) or _missing(row.get(hi)):
+            return "–"
+        return f"[{float(row[lo]):.{digits}f}, {float(row[hi]):.{digits}f}]"
+
+    return fmt
+
+
+def table(frame: pd.DataFrame, columns: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    """{"headers": [...], "rows": [[(text, numeric?), ...]]}; a formatter given a column name
+    gets the value; a formatter under the key '*' gets the whole row."""
+    headers = [h for _, h, _ in columns]
+    rows = []
+    if frame is not None and len(frame):
+        for _, row in frame.iterrows():
+            cells = []
+            for key, _, fmt in columns:
+                value = fmt(row) if key == "*" else fmt(row.get(key))
+                numeric = fmt not in (text,) and key != "*" and not isinstance(row.get(key), str)
+                cells.append((value, numeric))
+            rows.append(cells)
+    return {"headers": headers, "rows": rows}
 
 
 def results_table(curve: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy and macro-F1 (mean ± std over seeds) per model × task × init × size."""
+    """Accuracy, macro-F1 and ECE (mean ± std over seeds) per model × task × init × size."""
     if curve.empty:
         return curve
     keep = curve[curve["metric"].isin(["accuracy", "macro_f1", "ece"])].copy()
-    keep["cell"] = keep.apply(lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1)
+    keep["cell"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(keep["mean"], keep["std"], strict=True)]
     wide = keep.pivot_table(
         index=["task", "model", "init", "method", "n_train", "n_seeds"],
         columns="metric",
@@ -78,12 +112,303 @@ def results_table(curve: pd.DataFrame) -> pd.DataFrame:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for dist in ("torch", "transformers", "snakemake", "pandas", "scikit-learn"):
+    for dist in ("torch", "transformers", "snakemake", "pandas", "scikit-learn", "onnxruntime"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+def _get(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    frame = tables.get(name)
+    return frame if frame is not None else pd.DataFrame()
+
+
+def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Every table of the page, formatted."""
+    t = lambda name: _get(tables, name)  # noqa: E731
+    profile = t("profile")
+    runtime = t("runtime")
+    ok_runtime = runtime[runtime["status"] == "ok"] if len(runtime) else runtime
+    fits = t("fits")
+    return {
+        "size": table(
+            profile,
+            [
+                ("model", "model", text),
+                ("method", "method", text),
+                ("params_total", "parameters", count),
+                ("params_trainable_full", "trainable (full)", count),
+                ("params_trainable_linear_probe", "trainable (linear probe)", count),
+                ("bytes_on_disk_by_format", "on disk, by format/dtype", text),
+                ("safetensors", "safetensors", text),
+                ("weights_fp32_bytes", "in memory fp32 (MB)", mega),
+                ("weights_bf16_bytes", "bf16 (MB)", mega),
+                ("weights_int8_bytes", "int8 dyn. quant. (MB)", mega),
+                ("license", "licence (as stated)", text),
+            ],
+        ),
+        "compute": table(
+            profile,
+            [
+                ("model", "model", text),
+                ("flops_input", "input", text),
+                ("flops_forward_per_sample", "forward GFLOPs", giga),
+                ("flops_train_step_per_sample", "train step GFLOPs", giga),
+                ("flops_analytical_forward", "analytical forward GFLOPs", giga),
+                ("flops_vs_analytical_pct", "counted vs analytical (%)", num(2)),
+                ("uncounted_time_share", "CPU time in uncounted ops", pct),
+                ("uncounted_operators", "largest uncounted ops", text),
+            ],
+        ),
+        "export": table(
+            t("export"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("standard_api", "standard API", text),
+                ("torch_export", "torch.export", text),
+                ("onnx_export", "ONNX export", text),
+                ("onnxruntime", "onnxruntime", text),
+                ("max_abs_diff", "max |Δlogit|", sci),
+                ("max_rel_diff", "max rel. Δ", sci),
+                ("accuracy_change", "Δ accuracy", num(4)),
+                ("macro_f1_change", "Δ macro-F1", num(4)),
+                ("onnx_vs_eager_b1", "ORT/eager latency b1", num(2)),
+                ("onnx_vs_eager_b32", "ORT/eager latency b32", num(2)),
+            ],
+        ),
+        "difficulty": table(
+            t("difficulty"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("init", "init", text),
+                ("method", "method", text),
+                ("n_jobs", "jobs", count),
+                ("median_total_wall_s", "median fine-tune time (s)", num(1)),
+                ("median_wall_s_to_level", "median time to 90% of final (s)", num(1)),
+                ("median_samples_to_level", "samples to 90% of final", count),
+                ("seed_std", "spread over seeds (std)", num(3)),
+                ("diverged_rate", "diverged runs", pct),
+            ],
+        ),
+        "runtime": table(
+            ok_runtime.sort_values(["model", "device_kind", "mode", "batch_size"])
+            if len(ok_runtime)
+            else ok_runtime,
+            [
+                ("model", "model", text),
+                ("device", "device", text),
+                ("mode", "mode", text),
+                ("batch_size", "batch", count),
+                ("threads", "threads", count),
+                ("latency_p50_ms", "p50 (ms)", num(1)),
+                ("latency_p90_ms", "p90 (ms)", num(1)),
+                ("latency_cv", "CV", num(3)),
+                ("repeats", "repeats", count),
+                ("throughput_per_s", "examples/s", num(1)),
+                ("peak_rss_mb", "peak RSS (MB)", num(0)),
+                ("gpu_peak_mb", "GPU peak (MB)", num(0)),
+            ],
+        ),
+        "runtime_failed": table(
+            runtime[runtime["status"] != "ok"] if len(runtime) else runtime,
+            [
+                ("model", "model", text),
+                ("mode", "mode", text),
+                ("batch_size", "batch", count),
+                ("reason", "reason", text),
+            ],
+        ),
+        "accessibility": table(
+            t("accessibility"), [("model", "model", text), ("verdict", "verdict", text)]
+        ),
+        "data_needed": table(
+            t("data_needed"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("init", "init", text),
+                ("kind", "kind", text),
+                ("level", "level", num(2)),
+                ("target_score", "target score", num(3)),
+                ("n_needed", "examples needed", count),
+                ("*", "95% CI", interval("n_lo", "n_hi", 0)),
+                ("extrapolated", "extrapolated", text),
+                ("reachable", "reachable", text),
+                ("reason", "fit", text),
+            ],
+        ),
+        "fits": table(
+            fits,
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("init", "init", text),
+                ("n_sizes", "sizes", count),
+                ("a", "a (err floor)", num(3)),
+                ("b", "b", num(3)),
+                ("c", "c (exponent)", num(3)),
+                ("*", "c 95% CI", interval("c_lo", "c_hi")),
+                ("extrap_error", "extrapolation error", num(3)),
+                ("trustworthy", "trustworthy", text),
+                ("reason", "why", text),
+            ],
+        ),
+        "transfer_gain": table(
+            t("transfer_gain"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("n_train", "examples", count),
+                ("mean_pretrained", "pretrained", num(3)),
+                ("mean_scratch", "scratch", num(3)),
+                ("gain", "gain", num(3)),
+                ("*", "95% CI", interval("gain_lo", "gain_hi")),
+            ],
+        ),
+        "effective_data": table(
+            t("effective_data"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("n_train", "examples", count),
+                ("effective_data", "extra scratch examples it is worth", count),
+                ("data_multiplier", "× data", num(1)),
+                ("extrapolated", "extrapolated", text),
+                ("reachable", "reachable", text),
+                ("reason", "note", text),
+            ],
+        ),
+        "throughput": table(
+            ok_runtime[ok_runtime["mode"] == "train_step"] if len(ok_runtime) else ok_runtime,
+            [
+                ("model", "model", text),
+                ("device", "device", text),
+                ("batch_size", "batch", count),
+                ("throughput_per_s", "training examples/s", num(1)),
+            ],
+        ),
+        "structure": table(
+            t("structure"),
+            [
+                (
+                    c,
+                    c.replace("_", " "),
+                    count
+                    if c
+                    in {
+                        "layers",
+                        "hidden_size",
+                        "heads",
+                        "intermediate_size",
+                        "vocab_size",
+                        "max_input_length",
+                        "sequence_length",
+                        "input_resolution",
+                        "channels",
+                        "params_total",
+                    }
+                    else text,
+                )
+                for c in t("structure").columns
+            ],
+        ),
+        "compatibility": table(
+            t("compatibility"),
+            [
+                ("model", "model", text),
+                ("eager_pytorch", "PyTorch eager", text),
+                ("torch_export", "torch.export", text),
+                ("onnx_onnxruntime", "ONNX + onnxruntime", text),
+                ("deepspeed_finetune", "DeepSpeed fine-tune", text),
+            ],
+        ),
+        "pairwise": table(
+            t("pairwise"),
+            [
+                ("task", "task", text),
+                ("system_a", "system A", text),
+                ("system_b", "system B", text),
+                ("n_train_a", "n A", count),
+                ("n_train_b", "n B", count),
+                ("acc_a", "acc A", num(3)),
+                ("acc_b", "acc B", num(3)),
+                ("diff", "A − B", num(3)),
+                ("*", "95% CI", interval("diff_ci_low", "diff_ci_high")),
+                ("cohens_h", "Cohen's h", num(2)),
+                ("mcnemar_p_holm", "McNemar p (Holm)", sci),
+                ("bootstrap_p_holm", "bootstrap p (Holm)", sci),
+                ("significant", "significant", text),
+            ],
+        ),
+        "ranks": table(
+            t("ranks"),
+            [
+                ("task", "task", text),
+                ("system", "system", text),
+                ("n_train", "examples", count),
+                ("accuracy", "accuracy", num(3)),
+                ("*", "accuracy 95% CI", interval("acc_ci_low", "acc_ci_high")),
+                ("rank", "rank", num(1)),
+                ("*", "rank interval", interval("rank_low", "rank_high", 0)),
+                ("p_best", "P(best)", num(2)),
+            ],
+        ),
+        "transfer": table(
+            t("transfer"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("n_examples", "examples", count),
+                ("logme", "LogME", num(3)),
+                ("h_score", "H-score", num(3)),
+                ("leep", "LEEP", num(3)),
+                ("nce", "NCE", num(3)),
+                ("knn_accuracy", "k-NN acc.", num(3)),
+                ("linear_probe_val_accuracy", "linear probe (val)", num(3)),
+                ("scores_wall_s", "time (s)", num(2)),
+                ("note", "note", text),
+            ],
+        ),
+        "transfer_prediction": table(
+            t("transfer_prediction"),
+            [
+                ("predictor", "predictor", text),
+                ("kind", "kind", text),
+                ("task", "task", text),
+                ("n_models", "items", count),
+                ("tau", "weighted τ", num(2)),
+                ("*", "95% CI", interval("ci_low", "ci_high", 2)),
+                ("note", "note", text),
+            ],
+        ),
+        "similarity": table(
+            t("task_similarity"),
+            [
+                ("model", "model", text),
+                ("task_a", "task", text),
+                ("task_b", "task", text),
+                ("frechet_distance", "Fréchet distance (diag.)", num(2)),
+            ],
+        ),
+        "results": table(
+            results_table(t("learning_curve")),
+            [
+                ("task", "task", text),
+                ("model", "model", text),
+                ("init", "init", text),
+                ("method", "method", text),
+                ("n_train", "examples", count),
+                ("n_seeds", "seeds", count),
+                ("accuracy", "accuracy", text),
+                ("macro_f1", "macro-F1", text),
+                ("ece", "ECE", text),
+            ],
+        ),
+    }
 
 
 def render_report(
@@ -94,10 +419,15 @@ def render_report(
     stage_times: pd.DataFrame | None = None,
 ) -> Path:
     """Render the HTML report to `out_path` from the aggregated tables."""
-    curve = tables["learning_curve"]
-    tasks = tables["tasks"]
+    curve = _get(tables, "learning_curve")
+    band = _get(tables, "curve_band")
+    tasks = _get(tables, "tasks")
+    results = _get(tables, "results")
     figures = (
-        {t: learning_curve_figure(curve, t) for t in sorted(curve["task"].unique())}
+        {
+            t: learning_curve_figure(curve, band, t, PRIMARY_METRIC)
+            for t in sorted(curve["task"].unique())
+        }
         if len(curve)
         else {}
     )
@@ -119,12 +449,11 @@ def render_report(
     html = env.get_template(TEMPLATE.name).render(
         title=title,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        models=sorted(set(tables["results"]["model"])) if len(tables["results"]) else [],
+        models=sorted(set(results["model"])) if len(results) else [],
         tasks=task_rows.to_dict("records"),
-        profile=tables["profile"].to_dict("records"),
         figures=figures,
-        results=results_table(curve).to_dict("records"),
-        cost=_cost_summary(tables["finetune_cost"]).to_dict("records"),
+        cost_figure=cost_figure(_get(tables, "runtime")),
+        t=sections(tables),
         provenance={
             "ptmeval": __version__,
             "git commit": git_commit() or "unknown",
@@ -134,6 +463,7 @@ def render_report(
             "hardware": ", ".join(f"{k}={v}" for k, v in hardware().items()),
         },
         stage_times=(stage_times.to_dict("records") if stage_times is not None else []),
+        isnan=math.isnan,
     )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,17 +471,3 @@ def render_report(
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     return out
-
-
-def _cost_summary(cost: pd.DataFrame) -> pd.DataFrame:
-    if cost.empty:
-        return cost
-    return (
-        cost.groupby(["model", "task", "init", "method", "n_train"], as_index=False)
-        .agg(
-            wall_s=("wall_s", "mean"),
-            samples_seen=("samples_seen", "mean"),
-            diverged=("diverged", "sum"),
-        )
-        .sort_values(["task", "model", "init", "n_train"])
-    )

@@ -87,12 +87,15 @@ def extract_features(
     loaded.model.eval()
     items = data[input_column(data)].tolist()
     size = job.finetune.eval_batch_size
-    feats = []
+    feats, source = [], []
     start_t = time.perf_counter()
     with torch.inference_mode():
         for start in range(0, len(items), size):
             batch = loaded.collate(items[start : start + size])
-            feats.append(loaded.features(batch).float().numpy())
+            out = loaded.features(batch).float()
+            feats.append(out.numpy())
+            if loaded.source_head is not None:
+                source.append(torch.softmax(loaded.source_head(out), dim=-1).numpy())
             log.info("features %d/%d", min(start + size, len(items)), len(items))
     matrix = np.concatenate(feats)
     log.info(
@@ -101,7 +104,7 @@ def extract_features(
         time.perf_counter() - start_t,
         matrix.shape[1],
     )
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "row_id": data["row_id"].to_numpy(),
             "split": data["split"].to_numpy(),
@@ -109,6 +112,9 @@ def extract_features(
             "feature": list(matrix.astype(np.float32)),
         }
     )
+    if source:  # the pretrained source classifier's probabilities (for LEEP and NCE)
+        frame["source_probs"] = list(np.concatenate(source).astype(np.float32))
+    return frame
 
 
 def _history_row(job: FinetuneJob, n_train: int, **values: Any) -> dict[str, Any]:

@@ -24,7 +24,10 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "extract_features": ("training.py", "adapters"),
     "finetune": ("training.py", "adapters", "metrics.py"),
     "evaluate": ("evaluation.py", "training.py", "adapters", "metrics.py"),
-    "aggregate": ("aggregate.py",),
+    "measure_runtime": ("runtime.py", "training.py", "adapters"),
+    "export_check": ("export.py", "training.py", "adapters", "metrics.py"),
+    "transfer_scores": ("transfer.py",),
+    "aggregate": ("aggregate.py", "scaling.py", "comparison.py", "transfer.py", "verdicts.py"),
     "render_report": ("report.py", "templates"),
 }
 
@@ -66,6 +69,55 @@ def finetune_targets(cfg: Config) -> list[dict[str, str]]:
 
 def neural_models(cfg: Config) -> list[str]:
     return [m.slug for m in cfg.models if get_spec(m.adapter).neural]
+
+
+def has_pretrained(cfg: Config, model: str) -> bool:
+    entry = cfg.model(model)
+    return get_spec(entry.adapter).neural and "pretrained" in entry.init_list
+
+
+def export_targets(cfg: Config) -> list[dict[str, str]]:
+    """(model, task) pairs that get an export check: neural models, on the first task of their
+    modality (or every task, with profile.export_tasks: all)."""
+    out = []
+    for model in cfg.models:
+        if not get_spec(model.adapter).neural:
+            continue
+        tasks = [t for t in cfg.tasks if t.modality == model.modality]
+        if cfg.profile.export_tasks == "first":
+            tasks = tasks[:1]
+        out += [{"model": model.slug, "task": t.slug} for t in tasks]
+    return out
+
+
+def export_job_wildcards(cfg: Config, model: str, task: str) -> dict[str, str]:
+    """The fine-tune job an export check examines: largest size, first seed, pretrained if any."""
+    entry = cfg.model(model)
+    inits = entry.init_list
+    return {
+        "model": model,
+        "task": task,
+        "fraction": fraction_slug(max(cfg.subsample.fractions)),
+        "seed": str(cfg.subsample.seeds[0]),
+        "init": "pretrained" if "pretrained" in inits else inits[0],
+    }
+
+
+def transfer_targets(cfg: Config) -> list[dict[str, str]]:
+    """(model, task) pairs with transferability scores: neural models with pretrained weights."""
+    return [
+        {"model": m.slug, "task": t.slug} for m, t in cfg.pairs() if has_pretrained(cfg, m.slug)
+    ]
+
+
+def runtime_settings(cfg: Config, model: str) -> dict[str, Any]:
+    """Profile settings of one model; linear probes get no training-step measurement."""
+    settings = cfg.profile.model_dump(mode="json")
+    settings.pop("export_tasks")
+    if cfg.model(model).method != "full":
+        settings["train_batch_sizes"] = []
+    settings["init"] = "pretrained" if has_pretrained(cfg, model) else "scratch"
+    return settings
 
 
 def model_job(cfg: Config, model: str, inference_only: bool = False) -> dict[str, Any]:

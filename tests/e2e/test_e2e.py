@@ -76,6 +76,31 @@ def test_profile_and_provenance(workdir):
     assert set(history["epoch"]) == {1, 2, 3}
 
 
+def test_profile_runtime_export_and_transfer_tables(workdir):
+    runtime = table(workdir, "runtime")
+    assert set(runtime["status"]) == {"ok"}
+    minilm = runtime[runtime["model"] == "minilm-l6"]
+    assert set(minilm["mode"]) == {"inference", "train_step"}
+    assert (minilm["latency_p50_ms"] > 0).all() and (minilm["peak_rss_mb"] > 100).all()
+    export = table(workdir, "export").set_index("model")
+    assert export.loc["minilm-l6", "onnxruntime"] == "ok"
+    assert export.loc["minilm-l6", "max_abs_diff"] < 1e-3
+    assert abs(export.loc["minilm-l6", "accuracy_change"]) <= 0.01
+    transfer = table(workdir, "transfer").set_index("model")
+    assert transfer.loc["efficientnet-lite0", "leep"] < 0  # it has an ImageNet head
+    assert pd.isna(transfer.loc["minilm-l6", "leep"])  # an encoder has no source classifier
+    fits = table(workdir, "fits")
+    assert (fits["reason"] == "too few points").all() and not fits["trustworthy"].any()  # 2 sizes
+    gain = table(workdir, "transfer_gain")
+    assert (gain[gain["model"] == "minilm-l6"]["gain"] > 0.2).all()
+    assert len(table(workdir, "pairwise")) > 0 and len(table(workdir, "ranks")) >= 3
+    assert set(table(workdir, "compatibility")["model"]) == {
+        "minilm-l6",
+        "tfidf-logreg",
+        "efficientnet-lite0",
+    }
+
+
 def test_report_rendered(workdir):
     html = (workdir / "reports" / "e2e" / "index.html").read_text()
     assert html.count("<svg") == 2  # one learning-curve figure per task

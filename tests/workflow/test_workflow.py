@@ -37,7 +37,7 @@ def test_dry_run_default_config(tmp_path):
     assert (
         stats["download_model"] == 3
         and stats["prepare_task"] == 3
-        and stats["extract_features"] == 2
+        and stats["extract_features"] == 5
     )
 
 

@@ -30,6 +30,8 @@ class LoadedModel:
     features_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
     example_batch: Callable[[int], dict[str, torch.Tensor]]  # a full-size synthetic batch
     info: dict[str, Any] = field(default_factory=dict)
+    # the pretrained classifier the features feed (e.g. ImageNet's), for LEEP/NCE; None if absent
+    source_head: Any = None
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.logits_fn(self.model, batch)

@@ -19,6 +19,7 @@ from ptmeval.adapters._images import image_collate, image_example_batch
 from ptmeval.errors import ModelSourceError
 
 WEIGHTS = "model.safetensors"
+BN_MOMENTUM = 0.1
 
 
 def _find_weights(resolved: Path) -> Path:
@@ -64,9 +65,17 @@ class Adapter(ModelAdapter):
 
         arch = json.loads((snapshot / "architecture.json").read_text())
         model = EfficientNet.from_name(arch["variant"], num_classes=arch["num_classes"])
+        source_head = None
         if init == "pretrained":
             model.load_state_dict(load_file(snapshot / WEIGHTS), strict=True)
+            source_head = model._fc
         model._fc = nn.Linear(model._fc.in_features, num_labels)
+        # The package ports TensorFlow's batch-norm decay 0.99 as PyTorch momentum 0.01: the
+        # running statistics then barely move in a few hundred fine-tuning steps and evaluation
+        # uses ImageNet's. PyTorch's default (0.1) lets them follow the target data.
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = BN_MOMENTUM
         size = int(settings.image_size)
 
         def features(m: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -80,7 +89,20 @@ class Adapter(ModelAdapter):
             "architecture": arch["variant"],
             "source_classes": arch["num_classes"],
             "feature_pooling": "global average",
+            "input_resolution": size,
+            "channels": 3,
+            "pretraining_objective": "ImageNet-1k classification"
+            if init == "pretrained"
+            else "none (random init)",
+            "standard_api": "no: needs the efficientnet-lite-pytorch package",
         }
         return LoadedModel(
-            model, model._fc, image_collate(size), logits, features, image_example_batch(size), info
+            model,
+            model._fc,
+            image_collate(size),
+            logits,
+            features,
+            image_example_batch(size),
+            info,
+            source_head=source_head,
         )

@@ -44,6 +44,21 @@ def convert_gguf(directory: Path, gguf_file: str, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+def _objective(config: Any) -> str:
+    """The pretraining objective as the checkpoint declares it (its `architectures`)."""
+    archs = getattr(config, "architectures", None) or []
+    for arch in archs:
+        for suffix, objective in (
+            ("ForCausalLM", "causal language modelling"),
+            ("ForMaskedLM", "masked language modelling"),
+            ("ForPreTraining", "masked LM + next-sentence prediction"),
+            ("ForSequenceClassification", "sequence classification (fine-tuned)"),
+        ):
+            if arch.endswith(suffix):
+                return objective
+    return "not declared" if not archs else f"not declared ({', '.join(archs)})"
+
+
 class Adapter(ModelAdapter):
     name = "hf-text"
     modality = "text"
@@ -132,5 +147,15 @@ class Adapter(ModelAdapter):
             "hidden_size": getattr(config, "hidden_size", None),
             "vocab_size": getattr(config, "vocab_size", None),
             "feature_pooling": "last token" if decoder else "masked mean",
+            "heads": getattr(config, "num_attention_heads", None),
+            "intermediate_size": getattr(config, "intermediate_size", None),
+            "max_input_length": getattr(config, "max_position_embeddings", None),
+            "tokenizer": type(tokenizer).__name__,
+            "declared_architectures": ",".join(getattr(config, "architectures", None) or []),
+            "pretraining_objective": _objective(config),
+            "pad_token_id": tokenizer.pad_token_id,
+            "sequence_length": max_length,
+            "standard_api": "transformers AutoModelForSequenceClassification"
+            + (" (trust_remote_code)" if trust_remote_code else ""),
         }
         return LoadedModel(model, head, collate, logits, features, example_batch, info)

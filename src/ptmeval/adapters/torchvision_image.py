@@ -90,6 +90,7 @@ class Adapter(ModelAdapter):
         else:
             model = torchvision.models.get_model(meta["architecture"], weights=None)
         name, old = last_linear(model)
+        source_head = old if init == "pretrained" else None
         head = nn.Linear(old.in_features, num_labels)
         replace_module(model, name, head)
         size = int(settings.image_size)
@@ -111,7 +112,14 @@ class Adapter(ModelAdapter):
             "feature_pooling": "model's own",
         }
         return LoadedModel(
-            model, head, image_collate(size), logits, features, image_example_batch(size), info
+            model,
+            head,
+            image_collate(size),
+            logits,
+            features,
+            image_example_batch(size),
+            info,
+            source_head=source_head,
         )
 
 

@@ -1,0 +1,17 @@
+rule transfer_scores:
+    input:
+        features="results/features/{model}/{task}/pretrained.parquet",
+    output:
+        scores="results/transfer/{model}/{task}.parquet",
+    log:
+        "logs/transfer_scores/{model}/{task}.log",
+    conda:
+        "../envs/ptmeval.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        code_version=code_version("transfer_scores"),
+    script:
+        "../scripts/transfer_scores.py"

@@ -1,0 +1,19 @@
+"""Rule `export_check`: torch.export, ONNX and onnxruntime parity of one fine-tuned model."""
+
+from pathlib import Path
+
+from ptmeval.export import export_check
+from ptmeval.io import read_table, write_table
+from ptmeval.jobs import FinetuneJob
+from ptmeval.logs import log_to
+
+log_to(snakemake.log[0])
+job = FinetuneJob.model_validate(snakemake.params.job)
+findings = export_check(
+    job,
+    data=read_table(snakemake.input.data),
+    model_dir=Path(snakemake.input.model),
+    snapshot=Path(snakemake.input.snapshot),
+    threads=snakemake.threads,
+)
+write_table(findings, snakemake.output.export, params=snakemake.params.job)

@@ -1,0 +1,334 @@
+"""`export_check`: can the fine-tuned model leave PyTorch, and does it still give the same answers?
+
+For one fine-tuned model per model × task (the largest training size, the first seed, the
+pretrained initialisation when there is one) this records, as findings and never as failures:
+- whether it loads through a standard API with no custom code;
+- whether `torch.export.export` succeeds (or the first line of the reason);
+- whether ONNX export succeeds (`torch.onnx.export`, the dynamo exporter, then the TorchScript
+  exporter as a fallback), and then, in onnxruntime on the task's test inputs: the largest
+  absolute logit difference to eager PyTorch, the largest difference relative to the largest
+  eager logit magnitude, the accuracy and macro-F1 of both and their change, and the latency of
+  onnxruntime and eager at batch 1 and 32, measured side by side in this process.
+Text inputs are padded to max_length so that only the batch dimension is dynamic.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import statistics
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ptmeval.adapters import get_spec
+from ptmeval.jobs import FinetuneJob
+from ptmeval.metrics import accuracy, macro_f1
+from ptmeval.training import (
+    HEAD_FILE,
+    WEIGHTS_FILE,
+    input_column,
+    load_for_task,
+    num_labels,
+    set_threads,
+)
+
+log = logging.getLogger(__name__)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _reason(err: BaseException) -> str:
+    """'Type: first line' of an exception, following `__cause__` to the root, ANSI stripped."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    lines = [ln.strip() for ln in ANSI.sub("", str(err)).strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    return f"{type(err).__name__}: {first}"[:300]
+
+
+def build_model(job: FinetuneJob, snapshot: Path, model_dir: Path, labels: int) -> tuple[Any, Any]:
+    """(torch module mapping the input tensors to logits, the LoadedModel) of a fine-tuned job."""
+    import torch
+    from safetensors.torch import load_model
+
+    if job.method == "full":
+        loaded = load_for_task(job, snapshot, labels, "scratch")
+        load_model(loaded.model, str(model_dir / WEIGHTS_FILE))
+        loaded.model.eval()
+        return _LogitsModule(loaded), loaded
+    loaded = load_for_task(job, snapshot, labels, job.init)
+    loaded.model.eval()
+    head = np.load(model_dir / HEAD_FILE, allow_pickle=False)
+    coef = head["coef"]
+    intercept = head["intercept"]
+    classes = head["classes"].astype(int)
+    if coef.shape[0] == 1:  # binary logistic regression: one logit
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    # fold the standardisation into the linear layer; unseen classes get a very low logit
+    weight = np.zeros((labels, coef.shape[1]))
+    bias = np.full(labels, -1e4)
+    weight[classes] = coef / head["scale"]
+    bias[classes] = intercept - (coef * (head["mean"] / head["scale"])).sum(1)
+    linear = torch.nn.Linear(coef.shape[1], labels)
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    return _ProbeModule(loaded, linear), loaded
+
+
+def _input_names(loaded: Any) -> list[str]:
+    return list(loaded.example_batch(1).keys())
+
+
+def _make_modules() -> tuple[type, type]:
+    import torch
+
+    class LogitsModule(torch.nn.Module):
+        def __init__(self, loaded: Any) -> None:
+            super().__init__()
+            self.inner = loaded.model
+            self.names = _input_names(loaded)
+            self.fn = loaded.logits_fn
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.fn(self.inner, dict(zip(self.names, tensors, strict=True)))
+
+    class ProbeModule(torch.nn.Module):
+        def __init__(self, loaded: Any, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            self.inner = loaded.model
+            self.names = _input_names(loaded)
+            self.fn = loaded.features_fn
+            self.linear = linear
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            feats = self.fn(self.inner, dict(zip(self.names, tensors, strict=True)))
+            return self.linear(feats)
+
+    return LogitsModule, ProbeModule
+
+
+def _LogitsModule(loaded: Any) -> Any:  # noqa: N802 (a factory that reads like a class)
+    return _make_modules()[0](loaded).eval()
+
+
+def _ProbeModule(loaded: Any, linear: Any) -> Any:  # noqa: N802
+    return _make_modules()[1](loaded, linear).eval()
+
+
+def test_inputs(loaded: Any, items: list[Any], settings: Any) -> list[np.ndarray]:
+    """The test set as input arrays in the model's input order; text padded to max_length."""
+    import torch
+
+    batch = loaded.collate(items)
+    if "input_ids" in batch:
+        pad = loaded.info.get("pad_token_id") or 0
+        extra = settings.max_length - batch["input_ids"].shape[1]
+        if extra > 0:
+            batch["input_ids"] = torch.nn.functional.pad(batch["input_ids"], (0, extra), value=pad)
+            batch["attention_mask"] = torch.nn.functional.pad(batch["attention_mask"], (0, extra))
+    return [batch[name].numpy() for name in _input_names(loaded)]
+
+
+def _run_batched(
+    fn: Callable[[list[np.ndarray]], np.ndarray], arrays: list[np.ndarray], size: int
+) -> np.ndarray:
+    out = [fn([a[i : i + size] for a in arrays]) for i in range(0, len(arrays[0]), size)]
+    return np.concatenate(out)
+
+
+def _latency_ms(fn: Callable[[], Any], repeats: int = 10, budget_s: float = 2.0) -> float:
+    fn()  # warm-up
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or (len(times) < repeats and time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def export_check(
+    job: FinetuneJob,
+    data: pd.DataFrame,
+    model_dir: Path,
+    snapshot: Path | None,
+    threads: int = 1,
+    latency_batch_sizes: tuple[int, ...] = (1, 32),
+) -> pd.DataFrame:
+    """One row of findings for the fine-tuned model in `model_dir`."""
+    row: dict[str, Any] = {
+        "model": job.model,
+        "task": job.task,
+        "init": job.init,
+        "method": job.method,
+        "fraction": job.fraction,
+        "seed": job.seed,
+    }
+    if not get_spec(job.adapter).neural or snapshot is None:
+        row.update(
+            standard_api="scikit-learn (not a torch model)",
+            torch_export="not applicable",
+            onnx_export="not applicable",
+            onnxruntime="not applicable",
+        )
+        return pd.DataFrame([row])
+    set_threads(threads)
+    labels = num_labels(data)
+    module, loaded = build_model(job, snapshot, model_dir, labels)
+    row["standard_api"] = loaded.info.get("standard_api", "unknown")
+    test = data[data["split"] == "test"]
+    arrays = test_inputs(loaded, test[input_column(data)].tolist(), job.finetune)
+    row.update(
+        check_module(
+            module,
+            arrays,
+            test["label"].to_numpy(),
+            _input_names(loaded),
+            threads,
+            latency_batch_sizes,
+        )
+    )
+    log.info("export check %s on %s: %s", job.model, job.task, row)
+    return pd.DataFrame([row])
+
+
+def check_module(
+    module: Any,
+    arrays: list[np.ndarray],
+    target: np.ndarray,
+    names: list[str],
+    threads: int = 1,
+    latency_batch_sizes: tuple[int, ...] = (1, 32),
+) -> dict[str, Any]:
+    """torch.export, ONNX export and onnxruntime parity of `module` (inputs -> logits) on
+    `arrays`; every failure is recorded with its reason, never raised."""
+    import torch
+
+    row: dict[str, Any] = {}
+    example = tuple(torch.from_numpy(a[:2]) for a in arrays)
+
+    def eager(batch: list[np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            return np.asarray(module(*(torch.from_numpy(a) for a in batch)).float().numpy())
+
+    eager_logits = _run_batched(eager, arrays, 32)
+    batch_dim = torch.export.Dim("batch", min=1, max=4096)
+    per_input = tuple({0: batch_dim} for _ in arrays)
+    varargs = any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL
+        for p in inspect.signature(module.forward).parameters.values()
+    )
+    dynamic = (per_input,) if varargs else per_input  # *tensors is one entry in the spec
+    try:
+        torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
+        row["torch_export"] = "ok"
+    except Exception as err:
+        row["torch_export"] = "failed: " + _reason(err)
+        log.info("torch.export failed: %s", traceback.format_exc(limit=2))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        exporter = _onnx_export(module, example, names, dynamic, path, row)
+        if exporter is None:
+            row["onnxruntime"] = "not run (no ONNX model)"
+            return row
+        row["onnx_exporter"] = exporter
+        row["onnx_bytes"] = sum(p.stat().st_size for p in Path(tmp).iterdir())
+        try:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            inputs = [i.name for i in session.get_inputs()]
+
+            def run_ort(batch: list[np.ndarray]) -> np.ndarray:
+                return np.asarray(session.run(None, dict(zip(inputs, batch, strict=True)))[0])
+
+            ort_logits = _run_batched(run_ort, arrays, 32)
+        except Exception as err:
+            row["onnxruntime"] = "failed: " + _reason(err)
+            return row
+        diff = np.abs(ort_logits - eager_logits)
+        eager_probs, ort_probs = _softmax(eager_logits), _softmax(ort_logits)
+        row.update(
+            onnxruntime="ok",
+            max_abs_diff=float(diff.max()),
+            max_rel_diff=float(diff.max() / max(np.abs(eager_logits).max(), 1e-12)),
+            prediction_agreement=float(np.mean(eager_logits.argmax(1) == ort_logits.argmax(1))),
+            accuracy_eager=accuracy(eager_probs, target),
+            accuracy_onnx=accuracy(ort_probs, target),
+            macro_f1_eager=macro_f1(eager_probs, target),
+            macro_f1_onnx=macro_f1(ort_probs, target),
+        )
+        row["accuracy_change"] = row["accuracy_onnx"] - row["accuracy_eager"]
+        row["macro_f1_change"] = row["macro_f1_onnx"] - row["macro_f1_eager"]
+        for size in latency_batch_sizes:
+            reps = -(-size // len(arrays[0]))
+            batch = [np.concatenate([a] * reps)[:size] for a in arrays]
+            row[f"eager_latency_b{size}_ms"] = _latency_ms(partial(eager, batch))
+            row[f"onnx_latency_b{size}_ms"] = _latency_ms(partial(run_ort, batch))
+            row[f"onnx_vs_eager_b{size}"] = (
+                row[f"onnx_latency_b{size}_ms"] / row[f"eager_latency_b{size}_ms"]
+            )
+    return row
+
+
+def _onnx_export(
+    module: Any,
+    example: tuple[Any, ...],
+    names: list[str],
+    dynamic: Any,
+    path: Path,
+    row: dict[str, Any],
+) -> str | None:
+    """Export to ONNX; returns the exporter that worked, records reasons in `row`."""
+    import torch
+
+    try:
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes=dynamic,
+            dynamo=True,
+            external_data=False,
+        )
+        row["onnx_export"] = "ok"
+        return "dynamo"
+    except Exception as err:
+        first = _reason(err)
+        log.info("dynamo ONNX export failed: %s", first)
+    try:
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={n: {0: "batch"} for n in [*names, "logits"]},
+            dynamo=False,
+        )
+        row["onnx_export"] = f"ok (TorchScript exporter; dynamo exporter failed: {first})"
+        return "torchscript"
+    except Exception as err:
+        row["onnx_export"] = f"failed: dynamo: {first}; torchscript: {_reason(err)}"
+        return None

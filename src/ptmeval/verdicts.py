@@ -1,0 +1,132 @@
+"""Plain-language findings derived from measured tables: the smallest hardware that fits, the
+compatibility matrix and the structural table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+STRUCTURE_COLUMNS = [
+    "model",
+    "adapter",
+    "family",
+    "architecture",
+    "layers",
+    "hidden_size",
+    "heads",
+    "intermediate_size",
+    "vocab_size",
+    "tokenizer",
+    "max_input_length",
+    "sequence_length",
+    "input_resolution",
+    "channels",
+    "params_total",
+    "pretraining_objective",
+]
+
+
+def _smallest(peak_mb: float, hardware: list[dict[str, Any]], device: str) -> str | None:
+    fits = sorted(
+        (h for h in hardware if h["device"] == device and h["memory_gb"] * 1024 >= peak_mb),
+        key=lambda h: h["memory_gb"],
+    )
+    return fits[0]["name"] if fits else None
+
+
+def accessibility(runtime: pd.DataFrame, hardware: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per model: the smallest listed hardware that fits inference (batch 1 and the largest
+    measured batch) and a training step (largest measured batch), from measured peak memory."""
+    if runtime.empty:
+        return pd.DataFrame()
+    rows = []
+    for model, group in runtime.groupby("model"):
+        ok = group[group["status"] == "ok"]
+        row: dict[str, Any] = {"model": model}
+        parts = []
+        for kind in ("cpu", "cuda"):
+            device = "cpu" if kind == "cpu" else "gpu"
+            on = ok[ok["device_kind"] == kind]
+            if on.empty:
+                continue
+            memory = "peak_rss_mb" if kind == "cpu" else "gpu_peak_mb"
+            where = "CPU" if kind == "cpu" else "GPU"
+            for mode, verb in (("inference", "infers"), ("train_step", "fine-tunes")):
+                sub = on[on["mode"] == mode].sort_values("batch_size")
+                if sub.empty:
+                    continue
+                pick = sub.iloc[0] if mode == "inference" else sub.iloc[-1]
+                peak = float(pick[memory])
+                name = _smallest(peak, hardware, device)
+                prefix = f"{kind}_{mode}"
+                row[f"{prefix}_batch"] = int(pick["batch_size"])
+                row[f"{prefix}_peak_gb"] = peak / 1024
+                row[f"{prefix}_hardware"] = name or "none listed"
+                fits = f"within '{name}'" if name else "on none of the listed hardware"
+                parts.append(
+                    f"{verb} on {where} at batch {int(pick['batch_size'])} {fits} "
+                    f"(peak {peak / 1024:.2f} GB)"
+                )
+            inf = on[on["mode"] == "inference"]
+            if not inf.empty:
+                row[f"{kind}_latency_b1_ms"] = float(inf.iloc[0]["latency_p50_ms"])
+                row[f"{kind}_max_throughput_per_s"] = float(inf["throughput_per_s"].max())
+        failed = group[group["status"] != "ok"]
+        for _, f in failed.iterrows():
+            parts.append(f"{f['mode']} at batch {int(f['batch_size'])} failed: {f['reason']}")
+        row["verdict"] = "; ".join(parts) if parts else "no successful measurement"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compatibility(
+    models: dict[str, str],
+    results: pd.DataFrame,
+    export: pd.DataFrame,
+    deepspeed: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Per model: eager PyTorch, torch.export, ONNX + onnxruntime, DeepSpeed fine-tune; a cell
+    that is not 'ok' says why."""
+    rows = []
+    for model, adapter in models.items():
+        evaluated = not results.empty and (results["model"] == model).any()
+        row = {"model": model, "adapter": adapter}
+        if adapter == "tfidf-logreg":
+            row.update(
+                eager_pytorch="not a torch model (scikit-learn)",
+                torch_export="not applicable",
+                onnx_onnxruntime="not applicable",
+            )
+        else:
+            row["eager_pytorch"] = "ok" if evaluated else "not run"
+            ex = export[export["model"] == model] if not export.empty else export
+            if ex.empty:
+                row.update(torch_export="not checked", onnx_onnxruntime="not checked")
+            else:
+                e = ex.iloc[0]
+                row["torch_export"] = str(e.get("torch_export", "not checked"))
+                onnx = str(e.get("onnx_export", "not checked"))
+                ort = str(e.get("onnxruntime", "not run"))
+                if onnx.startswith("ok") and ort == "ok":
+                    row["onnx_onnxruntime"] = (
+                        f"ok (max |Δlogit| {float(e['max_abs_diff']):.1e}, "
+                        f"Δaccuracy {float(e['accuracy_change']):+.3f})"
+                    )
+                elif onnx.startswith("ok"):
+                    row["onnx_onnxruntime"] = f"exported; onnxruntime {ort}"
+                else:
+                    row["onnx_onnxruntime"] = onnx
+        row["deepspeed_finetune"] = (deepspeed or {}).get(
+            model, "not run (finetune engine: plain PyTorch)"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def structure(profile: pd.DataFrame) -> pd.DataFrame:
+    """The structural table: one row per model, the columns the profile knows."""
+    if profile.empty:
+        return profile
+    cols = [c for c in STRUCTURE_COLUMNS if c in profile.columns]
+    return profile[cols].copy()

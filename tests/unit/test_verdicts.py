@@ -1,0 +1,109 @@
+import pandas as pd
+import pytest
+
+from ptmeval.aggregate import task_similarity, transfer_prediction
+from ptmeval.verdicts import accessibility, compatibility
+
+HARDWARE = [
+    {"name": "small, 1 GB", "device": "cpu", "memory_gb": 1},
+    {"name": "laptop, 4 GB", "device": "cpu", "memory_gb": 4},
+]
+
+
+def runtime_rows():
+    base = {
+        "model": "m",
+        "threads": 2,
+        "device_kind": "cpu",
+        "status": "ok",
+        "reason": "",
+        "latency_p50_ms": 10.0,
+        "throughput_per_s": 100.0,
+        "gpu_peak_mb": None,
+    }
+    return pd.DataFrame(
+        [
+            {**base, "mode": "inference", "batch_size": 1, "peak_rss_mb": 700.0},
+            {**base, "mode": "inference", "batch_size": 32, "peak_rss_mb": 900.0},
+            {**base, "mode": "train_step", "batch_size": 16, "peak_rss_mb": 2500.0},
+            {
+                **base,
+                "mode": "train_step",
+                "batch_size": 64,
+                "status": "failed",
+                "reason": "killed by signal 9 (out of memory?)",
+                "peak_rss_mb": None,
+            },
+        ]
+    )
+
+
+def test_smallest_hardware_that_fits():
+    verdict = accessibility(runtime_rows(), HARDWARE).iloc[0]
+    assert verdict["cpu_inference_hardware"] == "small, 1 GB"
+    assert verdict["cpu_train_step_hardware"] == "laptop, 4 GB"
+    assert verdict["cpu_train_step_batch"] == 16
+    assert "infers on CPU at batch 1 within 'small, 1 GB' (peak 0.68 GB)" in verdict["verdict"]
+    assert "train_step at batch 64 failed: killed by signal 9" in verdict["verdict"]
+
+
+def test_compatibility_cells_say_why():
+    results = pd.DataFrame({"model": ["m"]})
+    export = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "torch_export": "failed: X",
+                "onnx_export": "failed: Y",
+                "onnxruntime": "not run (no ONNX model)",
+            }
+        ]
+    )
+    table = compatibility({"m": "hf-text", "t": "tfidf-logreg"}, results, export).set_index("model")
+    assert table.loc["m", "eager_pytorch"] == "ok"
+    assert table.loc["m", "torch_export"] == "failed: X"
+    assert table.loc["m", "onnx_onnxruntime"] == "failed: Y"
+    assert table.loc["t", "torch_export"] == "not applicable"
+    assert "not run" in table.loc["m", "deepspeed_finetune"]
+
+
+def test_transfer_prediction_per_task_and_pooled():
+    models = ["a", "b", "c", "d"]
+    transfer = pd.DataFrame(
+        {
+            "model": models * 2,
+            "task": ["t1"] * 4 + ["t2"] * 4,
+            "logme": [1, 2, 3, 4] * 2,
+            "h_score": [4, 3, 2, 1] * 2,
+        }
+    )
+    results = pd.DataFrame(
+        {
+            "model": models * 2,
+            "task": ["t1"] * 4 + ["t2"] * 4,
+            "init": "pretrained",
+            "metric": "accuracy",
+            "n_train": 100,
+            "value": [0.1, 0.2, 0.3, 0.4] * 2,
+        }
+    )
+    table = transfer_prediction(transfer, pd.DataFrame(), results, "accuracy", n_boot=200)
+    logme = table[table["predictor"] == "logme"].set_index("task")
+    assert logme.loc["t1", "tau"] == pytest.approx(1.0)
+    assert logme.loc["pooled (ranks within task)", "tau"] == pytest.approx(1.0)
+    h = table[(table["predictor"] == "h_score") & (table["task"] == "t1")]["tau"].iloc[0]
+    assert h == pytest.approx(-1.0)
+    assert set(table["kind"]) == {"transferability"}
+
+
+def test_task_similarity_is_zero_for_identical_distributions():
+    transfer = pd.DataFrame(
+        {
+            "model": ["m", "m", "m"],
+            "task": ["a", "b", "c"],
+            "feature_mean": [[0.0, 0.0], [0.0, 0.0], [3.0, 4.0]],
+            "feature_var": [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]],
+        }
+    )
+    sim = task_similarity(transfer).set_index(["task_a", "task_b"])["frechet_distance"]
+    assert sim[("a", "b")] == 0.0 and sim[("a", "c")] == 25.0
