@@ -19,6 +19,7 @@ include: "rules/evaluate.smk"
 include: "rules/runtime.smk"
 include: "rules/export.smk"
 include: "rules/transfer.smk"
+include: "rules/estimate.smk"
 include: "rules/aggregate.smk"
 include: "rules/report.smk"
 

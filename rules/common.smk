@@ -7,8 +7,13 @@ from snakemake.utils import validate
 
 from ptmeval.config import config_hash, load_config
 from ptmeval.errors import ConfigError
+from ptmeval._cache import quarantine_damaged
 from ptmeval.workflow import (
     PACKAGE_DIR,
+    finetune_mem_mb,
+    gpus_for,
+    benchmark_files,
+    estimate_params,
     code_version,
     export_job_wildcards,
     export_targets,
@@ -31,6 +36,14 @@ try:
     validate(config, workflow.source_path("../config/schema.json"), set_default=False)
 except Exception as err:
     sys.exit(f"ptmeval: invalid config: {str(err).splitlines()[0]}")
+
+# A damaged cache file (e.g. truncated by a full disk) is moved aside, named, and recomputed
+# with what depends on it.
+for _damaged, _moved in quarantine_damaged("results"):
+    print(
+        f"ptmeval: '{_damaged}' is damaged (truncated?); moved to '{_moved}' to be recomputed",
+        file=sys.stderr,
+    )
 
 CONFIG_HASH = config_hash(CFG.model_dump(mode="json"))
 FT_JOBS = finetune_targets(CFG)
@@ -65,6 +78,13 @@ AGGREGATES = [
     "transfer",
     "transfer_prediction",
     "task_similarity",
+    "prediction_points",
+    "prediction_cost",
+    "reuse",
+    "scorecard",
+    "scorecard_parts",
+    "stage_times",
+    "pareto",
 ]
 
 
@@ -120,6 +140,14 @@ def get_inference_job(wildcards):
     return model_job(CFG, wildcards.model, inference_only=True)
 
 
+def get_finetune_mem_mb(wildcards, attempt):
+    return finetune_mem_mb(CFG, wildcards.model, attempt)
+
+
+def get_gpus(wildcards):
+    return gpus_for(CFG, wildcards.model)
+
+
 def get_finetune_job(wildcards):
     return finetune_job(CFG, wildcards)
 
@@ -168,6 +196,7 @@ def get_analysis_settings(wildcards):
         **CFG.analysis.model_dump(mode="json"),
         "hardware": [h.model_dump(mode="json") for h in CFG.hardware],
         "models": {m.slug: m.adapter for m in CFG.models},
+        "weights": CFG.scorecard.weights,
     }
 
 
@@ -194,4 +223,10 @@ def get_aggregate_inputs(wildcards):
         "transfers": [
             f"results/transfer/{t['model']}/{t['task']}.parquet" for t in TRANSFERS
         ],
+        "benchmarks": benchmark_files(CFG),
+        "estimate": f"results/estimate/{CFG.run_name}.parquet",
     }
+
+
+def get_estimate_params(wildcards):
+    return estimate_params(CFG)

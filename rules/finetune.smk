@@ -10,14 +10,17 @@ rule finetune:
         "logs/finetune/{model}/{task}/{fraction}/{seed}/{init}.log",
     benchmark:
         "results/benchmarks/finetune/{model}/{task}/{fraction}/{seed}/{init}.tsv"
+    retries: 2
     conda:
         "../envs/ptmeval.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
+        mem_mb=get_finetune_mem_mb,
         runtime=120,
+        gpu=get_gpus,
     params:
         job=get_finetune_job,
+        checkpoint_dir="results/checkpoints/{model}/{task}/{fraction}/{seed}/{init}",
         code_version=code_version("finetune"),
     script:
         "../scripts/finetune.py"

@@ -3,7 +3,10 @@ rule render_report:
         **{name: f"results/aggregate/{name}.parquet" for name in AGGREGATES},
         template=TEMPLATE,
     output:
-        report=REPORT,
+        report=report(
+            REPORT, category="ptmeval report", caption="../config/report_caption.rst"
+        ),
+        tables=directory(f"reports/{CFG.run_name}/tables"),
     log:
         f"logs/render_report/{CFG.run_name}.log",
     conda:

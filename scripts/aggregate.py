@@ -16,6 +16,8 @@ tables = aggregate(
     runtimes=inputs.runtimes,
     exports=inputs.exports,
     transfers=inputs.transfers,
+    benchmarks=inputs.benchmarks,
+    estimate=inputs.estimate,
     settings=snakemake.params.settings,
 )
 for name, table in tables.items():

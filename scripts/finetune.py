@@ -18,5 +18,6 @@ history = finetune(
     snapshot=Path(inputs.snapshot) if "snapshot" in inputs.keys() else None,
     features=read_table(inputs.features) if "features" in inputs.keys() else None,
     threads=snakemake.threads,
+    checkpoint_dir=snakemake.params.checkpoint_dir,
 )
 write_table(history, snakemake.output.history, params=snakemake.params.job)

@@ -12,4 +12,5 @@ render_report(
     snakemake.output.report,
     title=snakemake.params.title,
     config_hash=snakemake.params.config_hash,
+    tables_dir=snakemake.output.tables,
 )

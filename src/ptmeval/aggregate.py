@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptmeval import comparison, scaling, verdicts
+from ptmeval import comparison, scaling, scorecard, verdicts
+from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.io import read_table
 from ptmeval.transfer import frechet_diag, score_predictions
 
@@ -118,6 +119,70 @@ def transfer_prediction(
     return out
 
 
+def prediction_points(
+    transfer: pd.DataFrame, profile: pd.DataFrame, results: pd.DataFrame, metric: str
+) -> pd.DataFrame:
+    """Per model × task: each predictor's value next to the fine-tuned score (for the scatter)."""
+    if transfer.empty or results.empty:
+        return pd.DataFrame()
+    cols = [c for c in ["model", "task", *PREDICTORS] if c in transfer.columns]
+    table = transfer[cols].merge(final_scores(results, metric), on=["model", "task"])
+    if not profile.empty:
+        table = table.merge(
+            profile[["model", "params_total", "flops_forward_per_sample"]], on="model", how="left"
+        )
+    return table
+
+
+def prediction_cost(transfer: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Wall time of the transferability scores (feature extraction + scoring) against the total
+    fine-tuning wall time they stand in for, per model × task."""
+    if transfer.empty or history.empty:
+        return pd.DataFrame()
+    last = history.sort_values("epoch").groupby([*KEYS, "fraction", "seed"], as_index=False).last()
+    tuned = last.groupby(["model", "task"], as_index=False)["wall_s"].sum()
+    tuned = tuned.rename(columns={"wall_s": "finetune_wall_s"})
+    cost = transfer[["model", "task", "scores_wall_s"]].copy()
+    cost["features_wall_s"] = transfer.get("features_wall_s", np.nan)
+    cost["predict_wall_s"] = cost["scores_wall_s"] + cost["features_wall_s"].fillna(0.0)
+    out = cost.merge(tuned, on=["model", "task"], how="left")
+    out["cost_ratio"] = out["predict_wall_s"] / out["finetune_wall_s"]
+    return out
+
+
+def reuse(results: pd.DataFrame, gain: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per model: mean normalised score over its tasks (score / best score of any model on the
+    task, largest size, best init) and mean transfer gain at the largest size."""
+    if results.empty:
+        return pd.DataFrame()
+    sub = results[results["metric"] == metric]
+    largest = sub.groupby(["model", "task"])["n_train"].transform("max")
+    top = (
+        sub[sub["n_train"] == largest]
+        .groupby(["model", "task", "init"], as_index=False)["value"]
+        .mean()
+    )
+    best_init = top.groupby(["model", "task"], as_index=False)["value"].max()
+    best_init["normalised"] = best_init["value"] / best_init.groupby("task")["value"].transform(
+        "max"
+    )
+    out = best_init.groupby("model", as_index=False).agg(
+        tasks=("task", "nunique"),
+        mean_score=("value", "mean"),
+        mean_normalised=("normalised", "mean"),
+    )
+    if len(gain):
+        g = gain[gain["n_train"] == gain.groupby(["model", "task"])["n_train"].transform("max")]
+        out = out.merge(
+            g.groupby("model", as_index=False)["gain"]
+            .mean()
+            .rename(columns={"gain": "mean_transfer_gain"}),
+            on="model",
+            how="left",
+        )
+    return out
+
+
 def task_similarity(transfer: pd.DataFrame) -> pd.DataFrame:
     """Per model: Fréchet distance (diagonal covariances) between its frozen-feature
     distributions on every pair of tasks."""
@@ -157,6 +222,36 @@ def comparisons(
     return cat(pairs), cat(ranks)
 
 
+def stage_times(benchmarks: Iterable[str | Path]) -> pd.DataFrame:
+    """Per stage: jobs, total and maximum wall time, maximum RSS, from Snakemake's benchmark
+    files (results/benchmarks/<stage>/...tsv)."""
+    rows = []
+    for path in benchmarks:
+        path = Path(path)
+        try:
+            bench = pd.read_csv(path, sep="\t")
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            continue
+        parts = path.parts
+        name = parts[parts.index("benchmarks") + 1] if "benchmarks" in parts else path.parent.name
+        rows.append(
+            {
+                "stage": name,
+                "wall_s": float(bench["s"].iloc[-1]),
+                "max_rss_mb": float(bench["max_rss"].iloc[-1]) if "max_rss" in bench else np.nan,
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=["stage", "jobs", "wall_s", "max_job_wall_s", "max_rss_mb"])
+    frame = pd.DataFrame(rows)
+    return frame.groupby("stage", as_index=False).agg(
+        jobs=("wall_s", "size"),
+        wall_s=("wall_s", "sum"),
+        max_job_wall_s=("wall_s", "max"),
+        max_rss_mb=("max_rss_mb", "max"),
+    )
+
+
 def aggregate(
     metrics: Iterable[str | Path],
     histories: Iterable[str | Path],
@@ -167,6 +262,8 @@ def aggregate(
     runtimes: Iterable[str | Path] = (),
     exports: Iterable[str | Path] = (),
     transfers: Iterable[str | Path] = (),
+    benchmarks: Iterable[str | Path] = (),
+    estimate: str | Path | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The report's tables, by name."""
@@ -195,7 +292,7 @@ def aggregate(
         difficulty = scaling.training_difficulty(process)
     pairwise, ranks = comparisons(preds, n_boot=n_boot, alpha=alpha)
     models = settings.get("models") or dict.fromkeys(sorted(results["model"].unique()), "")
-    return {
+    tables = {
         "results": results,
         "learning_curve": learning_curves(results),
         "history": history,
@@ -220,4 +317,44 @@ def aggregate(
         "transfer": transfer,
         "transfer_prediction": transfer_prediction(transfer, profile, results, metric, n_boot),
         "task_similarity": task_similarity(transfer),
+        "prediction_points": prediction_points(transfer, profile, results, metric),
+        "prediction_cost": prediction_cost(transfer, history),
+        "reuse": reuse(results, gain, metric),
     }
+    modalities = {m: get_spec(a).modality for m, a in models.items() if a in ADAPTERS}
+    card, parts = scorecard.scorecard(tables, settings.get("weights"), metric, modalities)
+    tables["scorecard"] = card
+    tables["scorecard_parts"] = parts
+    times = stage_times(benchmarks)
+    if estimate is not None:
+        est = read_table(estimate)
+        times = times.merge(
+            est[["stage", "jobs", "wall_s", "peak_mb"]].rename(
+                columns={
+                    "jobs": "estimated_jobs",
+                    "wall_s": "estimated_wall_s",
+                    "peak_mb": "estimated_peak_mb",
+                }
+            ),
+            on="stage",
+            how="outer",
+        )
+    tables["stage_times"] = times
+    tables["pareto"] = pareto_points(tables, metric)
+    return tables
+
+
+def pareto_points(tables: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:
+    """Per model × task: test score of the best init at the largest size, its 95% interval (from
+    the rank-interval bootstrap over test examples), and the costs of the Pareto view."""
+    ranks = tables.get("ranks", pd.DataFrame())
+    parts = tables.get("scorecard_parts", pd.DataFrame())
+    if ranks.empty or parts.empty:
+        return pd.DataFrame()
+    best = ranks.sort_values("accuracy", ascending=False).drop_duplicates(["task", "model"])
+    points = best[["task", "model", "accuracy", "acc_ci_low", "acc_ci_high"]].rename(
+        columns={"accuracy": "score", "acc_ci_low": "score_lo", "acc_ci_high": "score_hi"}
+    )
+    costs = parts.pivot(index="model", columns="submeasure", values="raw")
+    cols = ["latency_b1", "inference_memory", "flops", "finetune_time"]
+    return points.merge(costs[cols].reset_index(), on="model", how="left")

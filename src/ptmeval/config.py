@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ptmeval._catalog import PACKAGED_DATASETS
+from ptmeval._catalog import DIMENSIONS, PACKAGED_DATASETS, SUBMEASURES
 from ptmeval._names import unknown_name_message
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.errors import ConfigError
@@ -127,6 +127,9 @@ class FinetuneSettings(_Strict):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
     max_length: int = Field(64, ge=2, description="Text: tokens per example (truncation).")
     image_size: int = Field(96, ge=8, description="Image: side length the images are resized to.")
+    checkpoint_every_steps: int = Field(
+        25, ge=0, description="Checkpoint a full fine-tune every N steps (0: at epoch ends only)."
+    )
     probe_c: float = Field(
         1.0, gt=0, description="linear_probe: inverse L2 strength of the logistic-regression head."
     )
@@ -255,6 +258,12 @@ class ProfileSettings(_Strict):
     min_repeats: int = Field(5, ge=2, description="Timed iterations at least.")
     max_repeats: int = Field(50, ge=2, description="Timed iterations at most.")
     budget_s: float = Field(2.0, gt=0, description="Keep repeating (up to max_repeats) this long.")
+    memory_limit_mb: int | None = Field(
+        None,
+        ge=256,
+        description="Address-space cap per measurement process (simulates a small "
+        "machine; a measurement over it is recorded as out of memory).",
+    )
     export_tasks: Literal["first", "all"] = Field(
         "first", description="Export check on the first task of each model's modality, or all."
     )
@@ -297,6 +306,24 @@ class AnalysisSettings(_Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level (Holm-corrected).")
 
 
+class ScorecardSettings(_Strict):
+    """Weights of the scorecard (see ptmeval.scorecard): one per sub-measure, and
+    'overall.<dimension>' for the overall score. Unlisted weights are 1."""
+
+    weights: dict[str, float] = Field(default_factory=dict, description="Weights by name.")
+
+    @field_validator("weights")
+    @classmethod
+    def _known(cls, value: dict[str, float]) -> dict[str, float]:
+        known = [*SUBMEASURES, *(f"overall.{d}" for d in DIMENSIONS)]
+        for key, weight in value.items():
+            if key not in known:
+                raise ValueError(unknown_name_message("scorecard weight", key, known))
+            if weight < 0:
+                raise ValueError(f"scorecard weight '{key}' must be >= 0")
+        return value
+
+
 class Config(_Strict):
     """A whole ptmeval run."""
 
@@ -315,6 +342,7 @@ class Config(_Strict):
         description="Hardware profiles for the 'smallest hardware that fits' verdict.",
     )
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
 
     @model_validator(mode="after")
     def _unique_slugs(self) -> Config:
@@ -368,7 +396,7 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
             node = node[part]
         except (KeyError, IndexError, TypeError):
             node = None
-    return out or "config"
+    return out
 
 
 def _one_line(error: ValidationError, data: Any) -> str:
@@ -382,7 +410,7 @@ def _one_line(error: ValidationError, data: Any) -> str:
     where = _format_loc(tuple(first["loc"]), data)
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
-    return f"{where}: {msg}{suffix}"
+    return f"{where}: {msg}{suffix}" if where else f"{msg}{suffix}"
 
 
 def parse_config(data: Any) -> Config:

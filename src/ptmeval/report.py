@@ -7,7 +7,6 @@ Every table is built here as formatted strings; the template escapes every one o
 
 from __future__ import annotations
 
-import math
 import platform
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,8 +18,15 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ptmeval import __version__
-from ptmeval.figures import cost_figure, learning_curve_figure
+from ptmeval.figures import (
+    cost_figure,
+    learning_curve_figure,
+    pareto_figure,
+    prediction_scatter,
+    similarity_heatmap,
+)
 from ptmeval.io import git_commit, hardware
+from ptmeval.scorecard import DIMENSIONS, SUBMEASURES, recommendation
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 PRIMARY_METRIC = "accuracy"
@@ -108,6 +114,26 @@ def results_table(curve: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     wide.columns.name = None
     return wide.sort_values(["task", "model", "init", "n_train"])
+
+
+def significance_matrix(pairwise: pd.DataFrame) -> dict[str, Any]:
+    """Per task: a system × system grid of accuracy differences (row − column), '*' when
+    significant after Holm correction."""
+    out: dict[str, Any] = {}
+    if pairwise.empty:
+        return out
+    for task, group in pairwise.groupby("task"):
+        systems = sorted(set(group["system_a"]) | set(group["system_b"]))
+        cells = {(s, s): "·" for s in systems}
+        for _, r in group.iterrows():
+            mark = "*" if bool(r["significant"]) else ""
+            cells[(r["system_a"], r["system_b"])] = f"{r['diff']:+.3f}{mark}"
+            cells[(r["system_b"], r["system_a"])] = f"{-r['diff']:+.3f}{mark}"
+        out[str(task)] = {
+            "systems": systems,
+            "rows": [[cells.get((a, b), "") for b in systems] for a in systems],
+        }
+    return out
 
 
 def _versions() -> dict[str, str]:
@@ -385,6 +411,27 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("note", "note", text),
             ],
         ),
+        "reuse": table(
+            t("reuse"),
+            [
+                ("model", "model", text),
+                ("tasks", "tasks", count),
+                ("mean_score", "mean score", num(3)),
+                ("mean_normalised", "mean normalised score", num(3)),
+                ("mean_transfer_gain", "mean transfer gain (largest size)", num(3)),
+            ],
+        ),
+        "prediction_cost": table(
+            t("prediction_cost"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("features_wall_s", "feature extraction (s)", num(1)),
+                ("scores_wall_s", "scores (s)", num(2)),
+                ("finetune_wall_s", "fine-tunes predicted (s, summed)", num(1)),
+                ("cost_ratio", "prediction / fine-tuning", pct),
+            ],
+        ),
         "similarity": table(
             t("task_similarity"),
             [
@@ -411,12 +458,91 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
+def export_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> list[Path]:
+    """Every table as CSV and JSON in `folder` (list cells as JSON text in the CSV)."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in sorted(tables.items()):
+        flat = frame.copy()
+        for col in flat.columns:
+            if flat[col].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any():
+                flat[col] = flat[col].map(
+                    lambda v: (
+                        json.dumps(list(map(float, v)))
+                        if hasattr(v, "__len__") and not isinstance(v, str)
+                        else v
+                    )
+                )
+        flat.to_csv(folder / f"{name}.csv", index=False)
+        flat.to_json(folder / f"{name}.json", orient="records", indent=1, default_handler=str)
+        written += [folder / f"{name}.csv", folder / f"{name}.json"]
+    return written
+
+
+def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    card = _get(tables, "scorecard")
+    parts = _get(tables, "scorecard_parts")
+    if card.empty:
+        return {
+            "rows": [],
+            "dimensions": DIMENSIONS,
+            "text": "No model was evaluated.",
+            "parts": table(parts, []),
+        }
+    rows = []
+    for _, r in card.sort_values(["modality", "overall"], ascending=[True, False]).iterrows():
+        cells = []
+        for dim in [*DIMENSIONS, "overall"]:
+            value = r[dim]
+            cells.append(
+                ("–" if _missing(value) else f"{value:.0f}", bool(r.get(f"{dim}_best", False)))
+            )
+        rows.append({"model": r["model"], "modality": r.get("modality", ""), "cells": cells})
+    weights = (
+        parts.drop_duplicates("submeasure").set_index("submeasure")["weight"].to_dict()
+        if len(parts)
+        else {}
+    )
+    formula = [
+        {
+            "dimension": d,
+            "items": [
+                f"{SUBMEASURES[n][2]} ({SUBMEASURES[n][1]}, weight {weights.get(n, 1.0):g})"
+                for n in SUBMEASURES
+                if SUBMEASURES[n][0] == d
+            ],
+        }
+        for d in DIMENSIONS
+    ]
+    return {
+        "rows": rows,
+        "dimensions": DIMENSIONS,
+        "text": recommendation(card, parts),
+        "formula": formula,
+        "parts": table(
+            parts.sort_values(["dimension", "submeasure", "model"]),
+            [
+                ("model", "model", text),
+                ("dimension", "dimension", text),
+                ("submeasure", "sub-measure", text),
+                ("kind", "kind", text),
+                ("raw", "measured", sci),
+                ("scaled", "scaled 0–1", num(3)),
+                ("weight", "weight", num(2)),
+            ],
+        ),
+    }
+
+
 def render_report(
     tables: dict[str, pd.DataFrame],
     out_path: str | Path,
     title: str,
     config_hash: str,
-    stage_times: pd.DataFrame | None = None,
+    tables_dir: str | Path | None = None,
 ) -> Path:
     """Render the HTML report to `out_path` from the aggregated tables."""
     curve = _get(tables, "learning_curve")
@@ -453,6 +579,13 @@ def render_report(
         tasks=task_rows.to_dict("records"),
         figures=figures,
         cost_figure=cost_figure(_get(tables, "runtime")),
+        scatter={
+            p: fig
+            for p in ("logme", "linear_probe_val_accuracy")
+            if (fig := prediction_scatter(_get(tables, "prediction_points"), p)) is not None
+        },
+        heatmap=similarity_heatmap(_get(tables, "task_similarity")),
+        matrix=significance_matrix(_get(tables, "pairwise")),
         t=sections(tables),
         provenance={
             "ptmeval": __version__,
@@ -462,11 +595,32 @@ def render_report(
             "python": platform.python_version(),
             "hardware": ", ".join(f"{k}={v}" for k, v in hardware().items()),
         },
-        stage_times=(stage_times.to_dict("records") if stage_times is not None else []),
-        isnan=math.isnan,
+        scorecard=scorecard_view(tables),
+        pareto={
+            t: fig
+            for t in sorted(_get(tables, "pareto")["task"].unique())
+            if len(_get(tables, "pareto"))
+            if (fig := pareto_figure(_get(tables, "pareto"), t)) is not None
+        },
+        stages=table(
+            _get(tables, "stage_times"),
+            [
+                ("stage", "stage", text),
+                ("jobs", "jobs", count),
+                ("wall_s", "wall time (s, summed)", num(1)),
+                ("max_job_wall_s", "slowest job (s)", num(1)),
+                ("max_rss_mb", "max RSS (MB)", num(0)),
+                ("estimated_wall_s", "estimated (s)", num(1)),
+                ("estimated_peak_mb", "estimated peak (MB)", num(0)),
+            ],
+        ),
+        tables_dir=Path(tables_dir).name if tables_dir else None,
+        table_names=sorted(tables),
     )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if tables_dir is not None:
+        export_tables(tables, tables_dir)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)

@@ -42,6 +42,11 @@ def _status_mb(field: str) -> float:
 
 def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in the child process."""
+    if spec.get("memory_limit_mb"):  # simulate a smaller machine: cap the address space
+        import resource
+
+        limit = int(spec["memory_limit_mb"]) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import torch
 
     from ptmeval.jobs import ModelJob
@@ -129,8 +134,13 @@ def measure_in_subprocess(spec: dict[str, Any], timeout_s: float = 900) -> dict[
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         if proc.returncode < 0:
             reason = f"killed by signal {-proc.returncode} (out of memory?)"
-        elif any("MemoryError" in ln or "out of memory" in ln.lower() for ln in lines):
-            reason = "out of memory"
+        elif any(
+            "MemoryError" in ln or "out of memory" in ln.lower() or "can't allocate memory" in ln
+            for ln in lines
+        ):
+            reason = "out of memory" + (
+                f" (capped at {spec['memory_limit_mb']} MB)" if spec.get("memory_limit_mb") else ""
+            )
         else:
             reason = lines[-1] if lines else f"exit status {proc.returncode}"
         return {"status": "failed", "reason": reason[:300]}
@@ -149,6 +159,7 @@ def measure_runtime(
     max_repeats: int = 50,
     budget_s: float = 3.0,
     devices: list[str] | None = None,
+    memory_limit_mb: int | None = None,
 ) -> pd.DataFrame:
     """One row per device × mode × batch size."""
     if devices is None:
@@ -179,6 +190,7 @@ def measure_runtime(
                     "max_repeats": max_repeats,
                     "budget_s": budget_s,
                     "device": device,
+                    "memory_limit_mb": memory_limit_mb,
                 }
                 result = measure_in_subprocess(spec)
                 log.info("%s %s batch %d on %s: %s", job["model"], mode, size, device, result)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 from importlib import metadata
@@ -127,7 +128,14 @@ def download_model(
     resolved = resolve_source(entry, base_dir)
     log.info("model %s: source %s -> %s", entry.slug, describe_source(entry), resolved)
     adapter = get_adapter(entry.adapter, entry.options)
-    adapter.prepare_snapshot(resolved, entry.source, out)
+    adapter.trust_remote_code = entry.trust_remote_code
+    try:
+        adapter.prepare_snapshot(resolved, entry.source, out)
+    except pickle.UnpicklingError as err:
+        raise ModelSourceError(
+            f"models '{entry.slug}': refused to load '{resolved}': the pickle would run code or "
+            f"holds objects other than tensors ({str(err).splitlines()[0][:200]})"
+        ) from None
     licence = find_license(entry, resolved)
     rows: list[dict[str, Any]] = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):

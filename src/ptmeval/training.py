@@ -112,6 +112,7 @@ def extract_features(
             "feature": list(matrix.astype(np.float32)),
         }
     )
+    frame["extract_wall_s"] = time.perf_counter() - start_t
     if source:  # the pretrained source classifier's probabilities (for LEEP and NCE)
         frame["source_probs"] = list(np.concatenate(source).astype(np.float32))
     return frame
@@ -143,8 +144,10 @@ def finetune(
     snapshot: Path | None = None,
     features: pd.DataFrame | None = None,
     threads: int = 1,
+    checkpoint_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Adapt the model to the training subset; write its state to `out_dir`; return history."""
+    """Adapt the model to the training subset; write its state to `out_dir`; return history.
+    Full fine-tuning checkpoints to `checkpoint_dir` and resumes from it after a kill."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train = data.set_index("row_id").loc[subset["row_id"]].reset_index()
@@ -156,7 +159,16 @@ def finetune(
             raise DataError("linear_probe needs the cached features")
         return _finetune_probe(job, features, subset, out)
     assert snapshot is not None
-    return _finetune_full(job, data, train, val, snapshot, out, threads)
+    return _finetune_full(
+        job,
+        data,
+        train,
+        val,
+        snapshot,
+        out,
+        threads,
+        Path(checkpoint_dir) if checkpoint_dir is not None else None,
+    )
 
 
 def _finetune_classical(
@@ -265,9 +277,14 @@ def _finetune_full(
     snapshot: Path,
     out: Path,
     threads: int,
+    checkpoint_dir: Path | None = None,
 ) -> pd.DataFrame:
+    """Plain PyTorch fine-tuning; resumable from `checkpoint_dir` (see ptmeval.checkpoint)."""
     import torch
     from safetensors.torch import save_model
+
+    from ptmeval.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
+    from ptmeval.config import config_hash
 
     set_threads(threads)
     seed_everything(job.seed)
@@ -299,16 +316,39 @@ def _finetune_full(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     generator = torch.Generator().manual_seed(job.seed)
-    rows = []
-    seen = 0
-    wall = 0.0
-    for epoch in range(1, settings.epochs + 1):
+    params_hash = config_hash(job.model_dump(mode="json"))
+    progress: dict[str, Any] = {
+        "epoch": 1,
+        "position": 0,
+        "order": None,
+        "losses": [],
+        "seen": 0,
+        "wall": 0.0,
+        "epoch_wall": 0.0,
+        "rows": [],
+    }
+    if checkpoint_dir is not None:
+        restored = load_checkpoint(
+            checkpoint_dir, params_hash, model, optimizer, scheduler, generator
+        )
+        if restored is not None:
+            progress = restored
+            log.info(
+                "resumed from %s at epoch %d, step %d",
+                checkpoint_dir,
+                progress["epoch"],
+                progress["position"] // settings.batch_size,
+            )
+    every = settings.checkpoint_every_steps
+    rows: list[dict[str, Any]] = progress["rows"]
+    diverged = False
+    for epoch in range(progress["epoch"], settings.epochs + 1):
         model.train()
-        start = time.perf_counter()
-        order = torch.randperm(len(items), generator=generator).tolist()
-        losses = []
-        diverged = False
-        for s in range(0, len(order), settings.batch_size):
+        start = time.perf_counter() - progress["epoch_wall"]
+        if progress["order"] is None:
+            progress["order"] = torch.randperm(len(items), generator=generator).tolist()
+        order, losses = progress["order"], progress["losses"]
+        for s in range(progress["position"], len(order), settings.batch_size):
             idx = order[s : s + settings.batch_size]
             batch = loaded.collate([items[i] for i in idx])
             loss = torch.nn.functional.cross_entropy(loaded.logits(batch), targets[idx])
@@ -321,9 +361,21 @@ def _finetune_full(
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            seen += len(idx)
+            progress["seen"] += len(idx)
+            progress["position"] = s + len(idx)
+            step = len(losses)
+            if (
+                checkpoint_dir is not None
+                and every
+                and step % every == 0
+                and progress["position"] < len(order)
+            ):
+                progress["epoch"], progress["epoch_wall"] = epoch, time.perf_counter() - start
+                save_checkpoint(
+                    checkpoint_dir, params_hash, model, optimizer, scheduler, generator, progress
+                )
         epoch_wall = time.perf_counter() - start
-        wall += epoch_wall
+        progress["wall"] += epoch_wall
         probs = predict_probs(loaded, val[col].tolist(), settings.eval_batch_size)
         rows.append(
             _history_row(
@@ -333,8 +385,8 @@ def _finetune_full(
                 train_loss=float(np.mean(losses)) if losses else float("nan"),
                 **_val_scores(probs, val["label"].to_numpy()),
                 epoch_wall_s=epoch_wall,
-                wall_s=wall,
-                samples_seen=seen,
+                wall_s=progress["wall"],
+                samples_seen=progress["seen"],
                 trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
                 diverged=diverged,
             )
@@ -350,5 +402,14 @@ def _finetune_full(
         if diverged:
             log.warning("loss is not finite: training stopped (diverged)")
             break
+        progress.update(
+            epoch=epoch + 1, position=0, order=None, losses=[], epoch_wall=0.0, rows=rows
+        )
+        if checkpoint_dir is not None and epoch < settings.epochs:
+            save_checkpoint(
+                checkpoint_dir, params_hash, model, optimizer, scheduler, generator, progress
+            )
     save_model(model, str(out / WEIGHTS_FILE))
+    if checkpoint_dir is not None:
+        remove_checkpoint(checkpoint_dir)
     return pd.DataFrame(rows)

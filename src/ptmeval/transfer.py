@@ -579,6 +579,11 @@ def score_task(
         "leep": scores.get("leep", float("nan")),
         "nce": scores.get("nce", float("nan")),
         "scores_wall_s": time.perf_counter() - start,
+        "features_wall_s": (
+            float(features["extract_wall_s"].iloc[0])
+            if "extract_wall_s" in features
+            else float("nan")
+        ),
         "note": "; ".join(notes),
     }
     return pd.DataFrame([row])

@@ -27,7 +27,15 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "measure_runtime": ("runtime.py", "training.py", "adapters"),
     "export_check": ("export.py", "training.py", "adapters", "metrics.py"),
     "transfer_scores": ("transfer.py",),
-    "aggregate": ("aggregate.py", "scaling.py", "comparison.py", "transfer.py", "verdicts.py"),
+    "estimate_cost": ("estimate.py", "profiling.py"),
+    "aggregate": (
+        "aggregate.py",
+        "scaling.py",
+        "comparison.py",
+        "transfer.py",
+        "verdicts.py",
+        "scorecard.py",
+    ),
     "render_report": ("report.py", "templates"),
 }
 
@@ -149,3 +157,76 @@ def finetune_job(cfg: Config, wildcards: Any) -> dict[str, Any]:
         init=wildcards.init,
     )
     return job.model_dump(mode="json")
+
+
+COST_FIELDS = ("epochs", "batch_size", "eval_batch_size", "max_length", "image_size")
+
+
+def estimate_params(cfg: Config) -> dict[str, Any]:
+    """The part of the config the cost estimate depends on (so that e.g. a learning-rate change
+    does not rerun it)."""
+    data = cfg.model_dump(
+        mode="json", include={"run_name", "models", "tasks", "subsample", "finetune", "profile"}
+    )
+    data["finetune"] = {k: v for k, v in data["finetune"].items() if k in COST_FIELDS}
+    for model in data["models"]:
+        model["finetune"] = {k: v for k, v in model["finetune"].items() if k in COST_FIELDS}
+        model.pop("license", None)
+    return data
+
+
+def benchmark_files(cfg: Config) -> list[str]:
+    """The Snakemake benchmark file of every heavy job (their wall times feed the report)."""
+    files = [f"results/benchmarks/download_model/{m}.tsv" for m in neural_models(cfg)]
+    files += [f"results/benchmarks/profile_model/{m}.tsv" for m in neural_models(cfg)]
+    files += [f"results/benchmarks/measure_runtime/{m}.tsv" for m in neural_models(cfg)]
+    for job in finetune_targets(cfg):
+        path = "{model}/{task}/{fraction}/{seed}/{init}".format(**job)
+        files += [
+            f"results/benchmarks/finetune/{path}.tsv",
+            f"results/benchmarks/evaluate/{path}.tsv",
+        ]
+    files += [
+        f"results/benchmarks/export_check/{e['model']}/{e['task']}.tsv" for e in export_targets(cfg)
+    ]
+    files += [
+        f"results/benchmarks/extract_features/{f['model']}/{f['task']}/{f['init']}.tsv"
+        for f in feature_targets(cfg)
+    ]
+    return files
+
+
+def feature_targets(cfg: Config) -> list[dict[str, str]]:
+    """Feature-extraction jobs: every init of a linear-probe model, and the pretrained init of
+    every model with transfer scores."""
+    out = {
+        (m.slug, t.slug, init)
+        for m, t in cfg.pairs()
+        if get_spec(m.adapter).neural and m.method == "linear_probe"
+        for init in m.init_list
+    }
+    out |= {(t["model"], t["task"], "pretrained") for t in transfer_targets(cfg)}
+    return [{"model": m, "task": t, "init": i} for m, t, i in sorted(out)]
+
+
+def snapshot_mb(model: str, root: str | Path = "results") -> float:
+    """Size of a downloaded snapshot in MB (0 before the download)."""
+    folder = Path(root) / "download" / model / "snapshot"
+    if not folder.is_dir():
+        return 0.0
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def finetune_mem_mb(cfg: Config, model: str, attempt: int = 1) -> int:
+    """Memory a fine-tune job asks the scheduler for: the Python/torch baseline plus weights,
+    gradients and AdamW's two moments (4× the fp32 weights) plus activations, scaled by the
+    attempt number so that a job killed for memory is retried with more."""
+    weights = snapshot_mb(model) or 500.0
+    entry = cfg.model(model)
+    factor = 5.0 if entry.method == "full" else 1.5
+    return int((2000 + factor * weights) * max(1, attempt))
+
+
+def gpus_for(cfg: Config, model: str) -> int:
+    """GPUs a fine-tune job asks the scheduler for (0: the plain CPU/one-device path)."""
+    return 0

@@ -15,11 +15,8 @@ CONFIG = REPO / "tests" / "e2e" / "config.yaml"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e")
-    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=work)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return work
+def workdir(e2e_workdir):
+    return e2e_workdir
 
 
 def table(work, name):
@@ -138,6 +135,26 @@ def test_changing_one_finetune_setting_reruns_only_its_jobs(workdir):
     # the original config now differs again: put its results back for the next test
     result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=workdir)
     assert job_stats(result.stderr + result.stdout)["finetune"] == 4
+
+
+def test_changing_an_analysis_setting_reruns_only_aggregate_and_report(workdir):
+    data = yaml.safe_load(CONFIG.read_text())
+    data["analysis"] = {"n_boot": 400}
+    changed = workdir / "analysis.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    result = run_snakemake("--cores", "2", "--configfile", str(changed), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_stats(result.stderr + result.stdout) == {
+        "aggregate": 1,
+        "render_report": 1,
+        "all": 1,
+    }
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=workdir)
+    assert job_stats(result.stderr + result.stdout) == {
+        "aggregate": 1,
+        "render_report": 1,
+        "all": 1,
+    }
 
 
 def test_deleted_report_is_regenerated_from_cache_alone(workdir):

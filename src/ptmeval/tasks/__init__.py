@@ -79,6 +79,17 @@ def split_task(frame: pd.DataFrame, task: TaskEntry, seed: int) -> pd.DataFrame:
             f"tasks '{task.slug}': {len(frame)} examples are too few for test_size "
             f"{task.test_size} + val_size {task.val_size} + a training pool"
         )
+    missing = sorted(set(frame.loc[test, "label_name"]) - set(frame.loc[train, "label_name"]))
+    if missing:
+        counts = frame["label_name"].value_counts()
+        detail = ", ".join(
+            f"'{m}' ({counts[m]} example{'s' * int(counts[m] != 1)})" for m in missing[:5]
+        )
+        raise DataError(
+            f"tasks '{task.slug}': class {detail} has no training example with test_size "
+            f"{task.test_size}, val_size {task.val_size}, max_train {task.max_train}; "
+            "raise max_train or drop the class"
+        )
     frame["split"] = None
     frame.loc[train, "split"] = "train"
     frame.loc[val, "split"] = "validation"

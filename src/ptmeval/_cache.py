@@ -1,0 +1,42 @@
+"""Light checks of the Parquet cache, run while the Snakefile is parsed (no pandas import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def parquet_intact(path: str | Path) -> bool:
+    """Cheap structural check of a Parquet file: magic bytes at both ends and a footer that fits
+    (catches truncation without reading the data)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size < 12:
+            return False
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            handle.seek(size - 8)
+            tail = handle.read(8)
+    except OSError:
+        return False
+    footer = int.from_bytes(tail[:4], "little")
+    return head == b"PAR1" and tail[4:] == b"PAR1" and footer + 12 <= size
+
+
+def quarantine_damaged(results_dir: str | Path = "results") -> list[tuple[Path, Path]]:
+    """Move damaged Parquet files out of the cache (to results/.damaged/) so that Snakemake
+    recomputes them and only what depends on them. Nothing is deleted."""
+    root = Path(results_dir)
+    moved: list[tuple[Path, Path]] = []
+    if not root.is_dir():
+        return moved
+    for path in root.rglob("*.parquet"):
+        if ".damaged" in path.parts or path.name.startswith("."):
+            continue
+        if not parquet_intact(path):
+            target = root / ".damaged" / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved.append((path, target))
+    return moved

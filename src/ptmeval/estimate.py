@@ -1,0 +1,336 @@
+"""`ptmeval estimate`: expected wall time and peak memory per stage, before running.
+
+For every job the DAG will contain, the estimate adds a start-up cost (process, imports, model
+load) to the compute: examples × FLOPs per example ÷ an achieved FLOP rate. FLOPs per example
+come from the profile stage when it is cached (`results/profile/<model>.parquet`, "measured") or,
+cold, from the architecture itself ("analytical": the transformer formulas of
+`ptmeval.profiling.analytical_flops` on the model's config.json, or a count of a randomly
+initialised CNN). The achieved rate is this machine's float32 matmul rate, measured in a second,
+times an efficiency factor per kind of work (calibrated on a 2-core CPU machine; see
+benchmarks/README.md). Training FLOPs are 3× forward when not measured.
+Jobs run one at a time on 2 cores (every heavy rule asks for 2 threads); with more cores the
+estimate divides each stage's time by the number of jobs that can run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ptmeval.adapters import get_spec
+from ptmeval.config import Config, HubSource, PackageSource, PathSource, package_root
+from ptmeval.subsample import subset_size
+
+# seconds; measured on the 2-core CPU machine this project is developed on
+START_LIGHT = 1.6  # Snakemake script job with pandas only
+START_TORCH = 4.5  # + torch and transformers imports
+LOAD_RATE = 400e6  # bytes/s to load weights from a snapshot
+EFF_TRAIN = 0.30  # achieved training FLOP/s ÷ matmul peak
+EFF_INFER = 0.35  # achieved inference FLOP/s ÷ matmul peak
+CLASSICAL_FIT = 1.0  # TF-IDF + logistic regression fit / predict (s)
+GGUF_RATE = 25e6  # bytes/s to dequantise a GGUF checkpoint into safetensors
+HEAVY_THREADS = 2
+
+
+@dataclass
+class ModelCost:
+    forward: float  # FLOPs per example
+    train: float  # FLOPs per example of a training step
+    params: int
+    weight_bytes: float
+    basis: str  # "measured (profile cache)" or "analytical"
+
+
+def matmul_peak_flops(
+    threads: int = HEAVY_THREADS, size: int = 1024, seconds: float = 0.5
+) -> float:
+    """This machine's float32 matmul rate (FLOP/s), measured for about `seconds`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b)
+        runs += 1
+    return 2 * size**3 * runs / (time.perf_counter() - start)
+
+
+def _source_dir(entry: Any) -> Path | None:
+    src = entry.source
+    if isinstance(src, PathSource):
+        return Path(src.path)
+    if isinstance(src, PackageSource):
+        return package_root(src.package) / src.file
+    if isinstance(src, HubSource):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(src.id, revision=src.revision, local_files_only=True))
+        except Exception:
+            return None
+    return None
+
+
+def _text_cost(entry: Any, settings: Any) -> ModelCost:
+    """Analytical FLOPs of a transformer from its config (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from ptmeval.adapters.hf_text import is_decoder
+    from ptmeval.profiling import analytical_flops
+
+    directory = _source_dir(entry)
+    if directory is None:
+        raise FileNotFoundError("no local config for the estimate")
+    gguf = getattr(entry.source, "gguf_file", None)
+    directory = directory if directory.is_dir() else directory.parent
+    config = (
+        AutoConfig.from_pretrained(directory, gguf_file=gguf)
+        if gguf
+        else AutoConfig.from_pretrained(directory)
+    )
+
+    class _Shim:  # the attributes analytical_flops reads
+        model = type("M", (), {"config": config})()
+        info = {"family": "decoder" if is_decoder(config) else "encoder"}
+
+    forward, _ = analytical_flops(_Shim(), settings)
+    h, layers = config.hidden_size, config.num_hidden_layers
+    inter = getattr(config, "intermediate_size", 4 * h)
+    params = (
+        layers * (4 * h * h + (3 if is_decoder(config) else 2) * h * inter) + config.vocab_size * h
+    )
+    return ModelCost(forward, 3 * forward, params, 4 * params, "analytical")
+
+
+def _image_cost(entry: Any, settings: Any) -> ModelCost:
+    """Count a randomly initialised instance of the CNN (cheap for image classifiers)."""
+    from ptmeval.adapters._base import LoadedModel
+    from ptmeval.profiling import forward_flops
+
+    if entry.adapter == "efficientnet-lite":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        model = EfficientNet.from_name(entry.options.get("variant", "efficientnet-lite0"))
+    else:
+        import torchvision
+
+        model = torchvision.models.get_model(entry.options["architecture"], weights=None)
+    import torch
+
+    size = settings.image_size
+    loaded = LoadedModel(
+        model,
+        model,
+        lambda items: {},
+        lambda m, b: m(b["x"]),
+        lambda m, b: m(b["x"]),
+        lambda n: {"x": torch.randn(n, 3, size, size)},
+        {},
+    )
+    forward, _ = forward_flops(loaded)
+    params = sum(p.numel() for p in model.parameters())
+    return ModelCost(forward, 3 * forward, params, 4 * params, "analytical")
+
+
+def model_cost(cfg: Config, slug: str, cache: Path | None) -> ModelCost | None:
+    entry = cfg.model(slug)
+    if not get_spec(entry.adapter).neural:
+        return None
+    if cache is not None and (cache / "profile" / f"{slug}.parquet").exists():
+        prof = pd.read_parquet(cache / "profile" / f"{slug}.parquet").iloc[0]
+        return ModelCost(
+            float(prof["flops_forward_per_sample"]),
+            float(prof.get("flops_train_step_per_sample", 3 * prof["flops_forward_per_sample"])),
+            int(prof["params_total"]),
+            float(prof.get("weights_fp32_bytes", 4 * prof["params_total"])),
+            "measured (profile cache)",
+        )
+    settings = cfg.finetune_settings(slug)
+    if entry.modality == "text":
+        return _text_cost(entry, settings)
+    return _image_cost(entry, settings)
+
+
+def estimate(
+    cfg: Config,
+    cache: Path | None = Path("results"),
+    peak: float | None = None,
+    cores: int | None = None,
+) -> pd.DataFrame:
+    """One row per stage: jobs, expected wall time (s), expected peak memory (MB), basis."""
+    peak = peak or matmul_peak_flops()
+    cores = cores or os.cpu_count() or 1
+    parallel = max(1, cores // HEAVY_THREADS)
+    costs = {m.slug: model_cost(cfg, m.slug, cache) for m in cfg.models}
+    rows: dict[str, dict[str, Any]] = {}
+
+    def add(stage: str, seconds: float, peak_mb: float = 0.0, basis: str = "") -> None:
+        row = rows.setdefault(
+            stage, {"stage": stage, "jobs": 0, "wall_s": 0.0, "peak_mb": 0.0, "basis": set()}
+        )
+        row["jobs"] += 1
+        row["wall_s"] += seconds
+        row["peak_mb"] = max(row["peak_mb"], peak_mb)
+        if basis:
+            row["basis"].add(basis)
+
+    base_mb = 600.0  # python + torch + transformers resident
+    for m in cfg.models:
+        cost = costs[m.slug]
+        if cost is not None:
+            gguf = getattr(m.source, "gguf_file", None)
+            seconds = START_TORCH + cost.weight_bytes / LOAD_RATE
+            if gguf:
+                seconds += cost.weight_bytes / GGUF_RATE
+            add("download_model", seconds, base_mb + 2 * cost.weight_bytes / 1e6, cost.basis)
+            load = cost.weight_bytes / LOAD_RATE
+            add(
+                "profile_model",
+                START_TORCH + 3 * load + 10 * cost.forward / (EFF_INFER * peak),
+                base_mb + 3 * cost.weight_bytes / 1e6,
+                cost.basis,
+            )
+            p = cfg.profile
+            rt = 0.0
+            sizes = [("infer", b) for b in p.inference_batch_sizes]
+            if m.method == "full":
+                sizes += [("train", b) for b in p.train_batch_sizes]
+            for kind, b in sizes:
+                flops = b * (cost.train if kind == "train" else cost.forward)
+                rate = peak * (EFF_TRAIN if kind == "train" else EFF_INFER)
+                step = flops / rate
+                rt += (
+                    START_TORCH
+                    + load
+                    + (
+                        p.warmup
+                        + max(p.min_repeats, min(p.max_repeats, p.budget_s / max(step, 1e-9)))
+                    )
+                    * step
+                )
+            add(
+                "measure_runtime",
+                START_TORCH + rt,
+                base_mb + 4 * cost.weight_bytes / 1e6 * (4 if m.method == "full" else 1),
+                cost.basis,
+            )
+    for _task in cfg.tasks:
+        add("prepare_task", START_LIGHT + 3.0, 500.0)
+        for _ in cfg.subsample.fractions:
+            for _ in cfg.subsample.seeds:
+                add("subsample", START_LIGHT, 200.0)
+    for m, t in cfg.pairs():
+        cost = costs[m.slug]
+        settings = cfg.finetune_settings(m.slug)
+        rows_task = t.max_train + t.val_size + t.test_size
+        inits = m.init_list
+        needs_features = (m.method == "linear_probe") or (
+            "pretrained" in inits and cost is not None
+        )
+        feature_inits = set(inits) if m.method == "linear_probe" else set()
+        if cost is not None and "pretrained" in inits:
+            feature_inits.add("pretrained")
+        if cost is not None and needs_features:
+            for _ in feature_inits:
+                add(
+                    "extract_features",
+                    START_TORCH
+                    + cost.weight_bytes / LOAD_RATE
+                    + rows_task * cost.forward / (EFF_INFER * peak),
+                    base_mb + cost.weight_bytes / 1e6 * 1.5,
+                    cost.basis,
+                )
+            if "pretrained" in inits:
+                add("transfer_scores", START_LIGHT + 2.0, 600.0)
+        for fraction in cfg.subsample.fractions:
+            n = subset_size(t.max_train, fraction)
+            for _ in cfg.subsample.seeds:
+                for _ in inits:
+                    if cost is None:
+                        add("finetune", START_LIGHT + CLASSICAL_FIT, 400.0)
+                        add("evaluate", START_LIGHT + CLASSICAL_FIT, 400.0)
+                    elif m.method == "linear_probe":
+                        add("finetune", START_LIGHT + 1.0, 500.0, cost.basis)
+                        add("evaluate", START_LIGHT + 0.5, 500.0, cost.basis)
+                    else:
+                        load = cost.weight_bytes / LOAD_RATE
+                        train = settings.epochs * n * cost.train / (EFF_TRAIN * peak)
+                        val = settings.epochs * t.val_size * cost.forward / (EFF_INFER * peak)
+                        mem = base_mb + 4 * cost.weight_bytes / 1e6 + 200
+                        add("finetune", START_TORCH + load + train + val, mem, cost.basis)
+                        add(
+                            "evaluate",
+                            START_TORCH
+                            + 2 * load
+                            + t.test_size * cost.forward / (EFF_INFER * peak),
+                            base_mb + 2 * cost.weight_bytes / 1e6,
+                            cost.basis,
+                        )
+    from ptmeval.workflow import export_targets
+
+    for e in export_targets(cfg):
+        cost = costs[e["model"]]
+        if cost is None:
+            continue
+        t = cfg.task(e["task"])
+        seconds = (
+            START_TORCH
+            + 8.0
+            + cost.params / 2e6
+            + 3 * t.test_size * cost.forward / (EFF_INFER * peak)
+        )
+        add("export_check", seconds, base_mb + 6 * cost.weight_bytes / 1e6, cost.basis)
+    add("aggregate", START_LIGHT + 8.0, 800.0)
+    add("render_report", START_LIGHT + 4.0, 400.0)
+    out = pd.DataFrame(rows.values())
+    out["basis"] = out["basis"].map(lambda b: ", ".join(sorted(b)) or "fixed")
+    heavy = {
+        "finetune",
+        "evaluate",
+        "extract_features",
+        "profile_model",
+        "measure_runtime",
+        "export_check",
+        "download_model",
+    }
+    out["wall_s"] = [
+        w / parallel if s in heavy else w / max(1, cores)
+        for s, w in zip(out["stage"], out["wall_s"], strict=True)
+    ]
+    out["peak_gflops"] = peak / 1e9
+    return out
+
+
+def format_estimate(table: pd.DataFrame) -> str:
+    """The estimate as a plain-text table with a total line."""
+    lines = [f"{'stage':<18} {'jobs':>5} {'wall time':>10} {'peak memory':>12}  basis"]
+    for _, r in table.iterrows():
+        lines.append(
+            f"{r['stage']:<18} {int(r['jobs']):>5} {_duration(r['wall_s']):>10} "
+            f"{r['peak_mb'] / 1024:>9.2f} GB  {r['basis']}"
+        )
+    total = float(table["wall_s"].sum())
+    lines.append(
+        f"{'total':<18} {int(table['jobs'].sum()):>5} {_duration(total):>10} "
+        f"{table['peak_mb'].max() / 1024:>9.2f} GB  (matmul peak "
+        f"{table['peak_gflops'].iloc[0]:.0f} GFLOP/s measured now)"
+    )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(math.ceil(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def as_json(table: pd.DataFrame) -> str:
+    return json.dumps(table.to_dict("records"), indent=2)

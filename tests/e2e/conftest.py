@@ -1,0 +1,16 @@
+"""The e2e run, shared by the e2e and browser tests (run once per session)."""
+
+import pytest
+
+from tests.conftest import REPO, run_snakemake
+
+CONFIG = REPO / "tests" / "e2e" / "config.yaml"
+
+
+@pytest.fixture(scope="session")
+def e2e_workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=work)
+    assert result.returncode == 0, result.stderr[-5000:]
+    (work / "snakemake.stderr").write_text(result.stderr)
+    return work
