@@ -7,7 +7,6 @@ import copy
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 from PIL import Image
