@@ -458,6 +458,13 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
+def pareto_figures(points: pd.DataFrame) -> dict[str, Any]:
+    if points.empty or "task" not in points:
+        return {}
+    figures = {str(t): pareto_figure(points, t) for t in sorted(points["task"].unique())}
+    return {t: f for t, f in figures.items() if f is not None}
+
+
 def export_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> list[Path]:
     """Every table as CSV and JSON in `folder` (list cells as JSON text in the CSV)."""
     import json
@@ -596,12 +603,7 @@ def render_report(
             "hardware": ", ".join(f"{k}={v}" for k, v in hardware().items()),
         },
         scorecard=scorecard_view(tables),
-        pareto={
-            t: fig
-            for t in sorted(_get(tables, "pareto")["task"].unique())
-            if len(_get(tables, "pareto"))
-            if (fig := pareto_figure(_get(tables, "pareto"), t)) is not None
-        },
+        pareto=pareto_figures(_get(tables, "pareto")),
         stages=table(
             _get(tables, "stage_times"),
             [

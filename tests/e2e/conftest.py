@@ -1,5 +1,7 @@
 """The e2e run, shared by the e2e and browser tests (run once per session)."""
 
+import time
+
 import pytest
 
 from tests.conftest import REPO, run_snakemake
@@ -10,7 +12,10 @@ CONFIG = REPO / "tests" / "e2e" / "config.yaml"
 @pytest.fixture(scope="session")
 def e2e_workdir(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
+    start = time.perf_counter()
     result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=work)
+    elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-5000:]
     (work / "snakemake.stderr").write_text(result.stderr)
+    (work / "wall_s.txt").write_text(f"{elapsed:.1f}")
     return work

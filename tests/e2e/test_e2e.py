@@ -105,6 +105,16 @@ def test_report_rendered(workdir):
         assert name in html
 
 
+def test_estimate_within_a_factor_of_two_of_the_measured_wall_time(workdir):
+    estimate = pd.read_parquet(workdir / "results" / "estimate" / "e2e.parquet")
+    predicted = estimate["wall_s"].sum()
+    actual = float((workdir / "wall_s.txt").read_text())
+    assert 0.5 <= predicted / actual <= 2.0, (predicted, actual)
+    times = table(workdir, "stage_times").set_index("stage")
+    assert {"finetune", "evaluate"} <= set(times.index)
+    assert times.loc["finetune", "estimated_wall_s"] > 0 and times.loc["finetune", "wall_s"] > 0
+
+
 def test_nothing_changed_runs_nothing(workdir):
     result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=workdir)
     assert result.returncode == 0

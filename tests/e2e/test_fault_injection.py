@@ -1,0 +1,127 @@
+"""Fault injection: SIGKILL the whole Snakemake process tree at seeded random moments while it
+runs the e2e config, re-run after each kill, and check that the end state equals an
+uninterrupted run, no Parquet file is unreadable, and no finished job was recomputed."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO, SNAKEMAKE, run_snakemake
+
+pytestmark = pytest.mark.slow
+CONFIG = REPO / "tests" / "e2e" / "config.yaml"
+KILLS = 10
+SEED = 20261123
+DETERMINISTIC = [
+    "model",
+    "task",
+    "fraction",
+    "seed",
+    "init",
+    "method",
+    "n_train",
+    "metric",
+    "value",
+]
+
+
+def finished_outputs(work: Path) -> dict[Path, int]:
+    """Outputs Snakemake considers complete and up to date ('ok'), with their mtimes."""
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), "--summary", cwd=work)
+    done = {}
+    for line in result.stdout.splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) >= 6 and fields[4] == "ok":
+            path = work / fields[0]
+            if path.is_file():
+                done[path] = path.stat().st_mtime_ns
+    return done
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path, e2e_workdir):
+    rng = random.Random(SEED)
+    kills, protected = 0, {}
+    start = time.time()
+    while kills < KILLS and time.time() - start < 1500:
+        proc = subprocess.Popen(
+            [
+                SNAKEMAKE,
+                "-s",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(tmp_path),
+                "--cores",
+                "2",
+                "--configfile",
+                str(CONFIG),
+                "--quiet",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        delay = rng.uniform(4.0, 30.0)
+        try:
+            proc.wait(timeout=delay)
+            break  # it finished before the kill: the run is complete
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
+            proc.wait()
+            kills += 1
+        unlock = run_snakemake("--unlock", "--configfile", str(CONFIG), cwd=tmp_path)
+        assert unlock.returncode == 0, unlock.stderr[-2000:]
+        protected.update(finished_outputs(tmp_path))
+    assert kills >= KILLS, f"only {kills} kills happened before the run finished"
+    final = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=tmp_path)
+    assert final.returncode == 0, final.stderr[-4000:]
+    # nothing finished before a kill was computed again
+    recomputed = [
+        p for p, mtime in protected.items() if p.exists() and p.stat().st_mtime_ns != mtime
+    ]
+    assert recomputed == [], recomputed[:5]
+    # every cached table is readable
+    for path in (tmp_path / "results").rglob("*.parquet"):
+        pq.read_table(path)
+    # and the end state equals the uninterrupted run's
+    ours = pd.read_parquet(tmp_path / "results/aggregate/results.parquet")[DETERMINISTIC]
+    theirs = pd.read_parquet(e2e_workdir / "results/aggregate/results.parquet")[DETERMINISTIC]
+    key = DETERMINISTIC[:-1]
+    pd.testing.assert_frame_equal(
+        ours.sort_values(key).reset_index(drop=True), theirs.sort_values(key).reset_index(drop=True)
+    )
+    assert not any((tmp_path / "results" / "checkpoints").rglob("state.json"))
+
+
+def test_truncated_cache_file_is_named_and_recomputed_with_its_dependants(tmp_path, e2e_workdir):
+    import shutil
+
+    work = tmp_path / "copy"
+    shutil.copytree(e2e_workdir, work, symlinks=True)
+    victim = work / "results/subsample/digits/1/0/train.parquet"
+    victim.write_bytes(victim.read_bytes()[:100])
+    result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        "'results/subsample/digits/1/0/train.parquet' is damaged (truncated?); moved to"
+        in result.stderr
+    )
+    from tests.conftest import job_stats
+
+    stats = job_stats(result.stderr + result.stdout)
+    # the subset, the jobs that read it (digits, fraction 1, seed 0: one probe) and what follows
+    assert stats["subsample"] == 1 and stats["finetune"] == 1 and stats["evaluate"] == 1
+    assert "download_model" not in stats and "prepare_task" not in stats
+    assert (
+        work / "results/.damaged/subsample/digits/1/0/train.parquet"
+    ).exists()  # kept, not deleted
+    pq.read_table(victim)
