@@ -13,7 +13,15 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ptmeval._catalog import DIMENSIONS, PACKAGED_DATASETS, SUBMEASURES
 from ptmeval._names import unknown_name_message
@@ -134,6 +142,52 @@ class FinetuneSettings(_Strict):
         1.0, gt=0, description="linear_probe: inverse L2 strength of the logistic-regression head."
     )
     probe_max_iter: int = Field(1000, ge=10, description="linear_probe: L-BFGS iterations.")
+    engine: Literal["plain", "deepspeed"] = Field(
+        "plain",
+        description="Method 'full': 'plain' PyTorch in the job's process, or 'deepspeed' (ZeRO, "
+        "gpus_per_job worker processes; see ptmeval.ds_engine).",
+    )
+    zero_stage: Literal[2, 3] = Field(
+        2,
+        description="deepspeed: ZeRO stage (2: optimizer state and gradients partitioned; "
+        "3: parameters too).",
+    )
+    offload_optimizer: bool = Field(
+        False, description="deepspeed: keep the optimizer state in host memory (ZeRO-Offload)."
+    )
+    offload_params: bool = Field(
+        False, description="deepspeed: keep the parameters in host memory (ZeRO-3 only)."
+    )
+    gradient_accumulation: int = Field(
+        1,
+        ge=1,
+        description="deepspeed: micro-batches accumulated per optimizer step; the effective "
+        "batch stays batch_size (micro batch = batch_size // (gpus_per_job × this)).",
+    )
+    gpus_per_job: int = Field(
+        1, ge=1, description="deepspeed: worker processes per fine-tune (one per GPU on GPUs)."
+    )
+    use_gpus: bool = Field(
+        False,
+        description="deepspeed: request gpus_per_job GPUs from the scheduler and launch the "
+        "workers on GPUs (else they run on the CPU).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> FinetuneSettings:
+        if info.context and info.context.get("partial"):
+            return self  # a model's overrides alone: checked again once merged (Config)
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params needs zero_stage 3")
+        if self.engine == "deepspeed":
+            micro = self.batch_size // (self.gpus_per_job * self.gradient_accumulation)
+            if micro < 1:
+                raise ValueError(
+                    f"batch_size {self.batch_size} is smaller than gpus_per_job × "
+                    f"gradient_accumulation ({self.gpus_per_job} × {self.gradient_accumulation}): "
+                    "the micro batch would be empty"
+                )
+        return self
 
 
 class ModelEntry(_Strict):
@@ -184,7 +238,7 @@ class ModelEntry(_Strict):
             raise ValueError("inits must not be empty")
         if self.inits and len(set(self.inits)) != len(self.inits):
             raise ValueError("inits has duplicates")
-        FinetuneSettings.model_validate(self.finetune)
+        FinetuneSettings.model_validate(self.finetune, context={"partial": True})
         return self
 
     @property
@@ -352,6 +406,12 @@ class Config(_Strict):
                 if entry.slug in seen:
                     raise ValueError(f"duplicate {kind} slug '{entry.slug}'")
                 seen.add(entry.slug)
+        for entry in self.models:  # settings that span keys, once the overrides are merged
+            try:
+                self.finetune_settings(entry.slug)
+            except ValidationError as err:
+                first = err.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"models '{entry.slug}'.finetune: {first}") from None
         return self
 
     # ------------------------------------------------------------ derived

@@ -159,6 +159,10 @@ def finetune(
             raise DataError("linear_probe needs the cached features")
         return _finetune_probe(job, features, subset, out)
     assert snapshot is not None
+    if job.method == "full" and job.finetune.engine == "deepspeed":
+        from ptmeval.ds_engine import finetune_deepspeed  # deepspeed stays off the plain path
+
+        return finetune_deepspeed(job, data, train, val, snapshot, out, threads)
     return _finetune_full(
         job,
         data,
@@ -269,6 +273,34 @@ def probe_probs(head_dir: Path, features: pd.DataFrame) -> np.ndarray:
     return expand_classes(softmax(scores), head["classes"], int(head["num_labels"]))
 
 
+def adamw_with_schedule(model: Any, settings: Any, n_examples: int) -> tuple[Any, Any]:
+    """AdamW (no weight decay on biases and norms) and the linear warm-up/decay factor per step,
+    shared by the plain and the DeepSpeed paths."""
+    import torch
+
+    steps_per_epoch = math.ceil(n_examples / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    warmup = int(settings.warmup_ratio * total_steps)
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=settings.lr,
+    )
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, schedule
+
+
 def _finetune_full(
     job: FinetuneJob,
     data: pd.DataFrame,
@@ -294,26 +326,7 @@ def _finetune_full(
     col = input_column(data)
     items = train[col].tolist()
     targets = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
-    steps_per_epoch = math.ceil(len(items) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
-    warmup = int(settings.warmup_ratio * total_steps)
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": settings.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=settings.lr,
-    )
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
+    optimizer, schedule = adamw_with_schedule(model, settings, len(items))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     generator = torch.Generator().manual_seed(job.seed)
     params_hash = config_hash(job.model_dump(mode="json"))

