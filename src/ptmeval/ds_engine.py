@@ -351,7 +351,9 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
     targets = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
     val_items, val_target = val[col].tolist(), val["label"].to_numpy()
 
-    optimizer, schedule = adamw_with_schedule(model, settings, len(items))  # as the plain path
+    optimizer, schedule = adamw_with_schedule(
+        model, settings, len(items), fused=False
+    )  # as the plain path
 
     engine, _, _, _ = deepspeed.initialize(
         model=model,

@@ -273,9 +273,12 @@ def probe_probs(head_dir: Path, features: pd.DataFrame) -> np.ndarray:
     return expand_classes(softmax(scores), head["classes"], int(head["num_labels"]))
 
 
-def adamw_with_schedule(model: Any, settings: Any, n_examples: int) -> tuple[Any, Any]:
+def adamw_with_schedule(
+    model: Any, settings: Any, n_examples: int, fused: bool = True
+) -> tuple[Any, Any]:
     """AdamW (no weight decay on biases and norms) and the linear warm-up/decay factor per step,
-    shared by the plain and the DeepSpeed paths."""
+    shared by the plain and the DeepSpeed paths (which keeps the unfused optimizer: ZeRO
+    re-partitions its parameters)."""
     import torch
 
     steps_per_epoch = math.ceil(n_examples / settings.batch_size)
@@ -291,6 +294,7 @@ def adamw_with_schedule(model: Any, settings: Any, n_examples: int) -> tuple[Any
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=settings.lr,
+        fused=fused,  # one kernel per step: measurably faster on CPU than the foreach default
     )
 
     def schedule(step: int) -> float:

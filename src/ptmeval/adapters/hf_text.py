@@ -146,15 +146,25 @@ class Adapter(ModelAdapter):
         _, head = last_linear(model)
         max_length = int(settings.max_length)
 
+        token_cache: dict[str, list[int]] = {}
+        pad_id = int(tokenizer.pad_token_id)
+
         def collate(texts: Sequence[str]) -> dict[str, torch.Tensor]:
-            enc = tokenizer(
-                list(texts),
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            )
-            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+            """Tokenise each distinct text once (every epoch and the per-epoch validation reuse
+            it: long documents cost far more to tokenise than to truncate), then pad the batch
+            on the right to its longest member (dynamic padding)."""
+            missing = list(dict.fromkeys(t for t in texts if t not in token_cache))
+            if missing:
+                enc = tokenizer(missing, truncation=True, max_length=max_length)
+                token_cache.update(zip(missing, enc["input_ids"], strict=True))
+            rows = [token_cache[t] for t in texts]
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, row in enumerate(rows):
+                ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+                mask[i, : len(row)] = 1
+            return {"input_ids": ids, "attention_mask": mask}
 
         def example_batch(batch_size: int) -> dict[str, torch.Tensor]:
             ids = torch.randint(0, len(tokenizer), (batch_size, max_length))
