@@ -85,6 +85,7 @@ AGGREGATES = [
     "scorecard_parts",
     "stage_times",
     "pareto",
+    "similarity_vs_gain",
 ]
 
 

@@ -20,5 +20,5 @@ tables = aggregate(
     estimate=inputs.estimate,
     settings=snakemake.params.settings,
 )
-for name, table in tables.items():
-    write_table(table, snakemake.output[name], params=snakemake.params.settings)
+for name in snakemake.output.keys():
+    write_table(tables[name], snakemake.output[name], params=snakemake.params.settings)

@@ -205,6 +205,44 @@ def task_similarity(transfer: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def similarity_vs_gain(similarity: pd.DataFrame, gain: pd.DataFrame) -> pd.DataFrame:
+    """Per model: does a task's similarity to the model's other tasks (mean Fréchet distance of
+    their frozen features) predict the transfer gain on it? Spearman's ρ over tasks, at the
+    largest size; fewer than 3 tasks with a gain gives no number, with the reason."""
+    rows = []
+    if similarity.empty or gain.empty:
+        return pd.DataFrame(columns=["model", "tasks", "spearman_rho", "p_value", "note"])
+    from scipy.stats import spearmanr
+
+    top = gain[gain["n_train"] == gain.groupby(["model", "task"])["n_train"].transform("max")]
+    for model, sim in similarity.groupby("model"):
+        long = pd.concat(
+            [
+                sim[["task_a", "frechet_distance"]].rename(columns={"task_a": "task"}),
+                sim[["task_b", "frechet_distance"]].rename(columns={"task_b": "task"}),
+            ]
+        )
+        distance = long.groupby("task")["frechet_distance"].mean()
+        g = top[top["model"] == model].groupby("task")["gain"].mean()
+        both = pd.concat([distance, g], axis=1, join="inner").dropna()
+        row: dict[str, Any] = {"model": model, "tasks": len(both)}
+        if len(both) < 3:
+            row.update(
+                spearman_rho=np.nan,
+                p_value=np.nan,
+                note=f"needs 3 tasks with both a similarity and a transfer gain, has {len(both)}",
+            )
+        else:
+            rho, p = spearmanr(both["frechet_distance"], both["gain"])
+            row.update(
+                spearman_rho=float(rho),
+                p_value=float(p),
+                note="negative ρ: tasks closer to the others gain more from pretraining",
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def comparisons(
     predictions: pd.DataFrame, n_boot: int, alpha: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -321,6 +359,7 @@ def aggregate(
         "prediction_cost": prediction_cost(transfer, history),
         "reuse": reuse(results, gain, metric),
     }
+    tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
     modalities = {m: get_spec(a).modality for m, a in models.items() if a in ADAPTERS}
     card, parts = scorecard.scorecard(tables, settings.get("weights"), metric, modalities)
     tables["scorecard"] = card

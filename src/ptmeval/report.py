@@ -432,6 +432,16 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("cost_ratio", "prediction / fine-tuning", pct),
             ],
         ),
+        "similarity_vs_gain": table(
+            t("similarity_vs_gain"),
+            [
+                ("model", "model", text),
+                ("tasks", "tasks", count),
+                ("spearman_rho", "Spearman ρ (distance vs gain)", num(2)),
+                ("p_value", "p", sci),
+                ("note", "note", text),
+            ],
+        ),
         "similarity": table(
             t("task_similarity"),
             [

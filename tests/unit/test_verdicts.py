@@ -107,3 +107,23 @@ def test_task_similarity_is_zero_for_identical_distributions():
     )
     sim = task_similarity(transfer).set_index(["task_a", "task_b"])["frechet_distance"]
     assert sim[("a", "b")] == 0.0 and sim[("a", "c")] == 25.0
+
+
+def test_similarity_vs_gain_needs_three_tasks_and_ranks_them():
+    from ptmeval.aggregate import similarity_vs_gain
+
+    sim = pd.DataFrame(
+        {
+            "model": "m",
+            "task_a": ["a", "a", "b"],
+            "task_b": ["b", "c", "c"],
+            "frechet_distance": [1.0, 5.0, 4.0],
+        }
+    )
+    gain = pd.DataFrame(
+        {"model": "m", "task": ["a", "b", "c"], "n_train": 10, "gain": [0.3, 0.2, 0.1]}
+    )
+    row = similarity_vs_gain(sim, gain).iloc[0]
+    assert row["tasks"] == 3 and row["spearman_rho"] == pytest.approx(-1.0)
+    two = similarity_vs_gain(sim[sim["task_b"] == "b"], gain[gain["task"] != "c"]).iloc[0]
+    assert pd.isna(two["spearman_rho"]) and "needs 3 tasks" in two["note"]

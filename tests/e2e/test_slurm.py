@@ -1,0 +1,452 @@
+"""The e2e DAG through `--profile profiles/slurm` on a real single-node SLURM cluster.
+
+A module fixture installs slurm-wlm and munge (root with apt-get, else the module is skipped),
+starts munged, slurmctld and slurmd on private ports with a generated slurm.conf in a temporary
+directory, and stops them by PID afterwards. One SLURM run of tests/e2e/config.yaml follows;
+while it runs, a background thread `scancel`s one running MiniLM fine-tune. The tests then check
+that the jobs really went through SLURM (and the local rules did not), that the cancelled job was
+retried, and that the final tables equal those of the local e2e run.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO, job_stats, run_snakemake
+from tests.system import ensure_debian_packages
+
+pytestmark = pytest.mark.slow
+
+CONFIG = REPO / "tests" / "e2e" / "config.yaml"
+PROFILE = REPO / "profiles" / "slurm"
+LOCAL_RULES = {"aggregate", "render_report", "all"}
+KEYS = ["model", "task", "fraction", "seed", "init", "method", "n_train", "metric"]
+# The fine-tune the canceller kills: a full MiniLM fine-tune on the whole training set (the
+# longest jobs, ~15-40 s), once it has run this long, i.e. while it is training.
+CANCEL_COMMENT = "rule_finetune_wildcards_minilm-l6_bbc-news_1_"
+CANCEL_AFTER_S = 10
+
+BINARIES = {
+    "munged": "/usr/sbin/munged",
+    "slurmctld": "/usr/sbin/slurmctld",
+    "slurmd": "/usr/sbin/slurmd",
+    "sbatch": "/usr/bin/sbatch",
+    "squeue": "/usr/bin/squeue",
+    "scancel": "/usr/bin/scancel",
+    "sinfo": "/usr/bin/sinfo",
+    "srun": "/usr/bin/srun",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _real_memory_mb() -> int:
+    """90% of the machine's memory: slurmd drains a node that has less than configured."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(int(line.split()[1]) / 1024 * 0.9)
+    raise RuntimeError("no MemTotal in /proc/meminfo")
+
+
+def _slurm_conf(root: Path, munge_socket: Path) -> str:
+    return f"""\
+ClusterName=ptmeval
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={munge_socket}
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MpiDefault=none
+# finished jobs stay visible to `squeue --states=all` for an hour (the status checks and the
+# assertions read them there: accounting is disabled)
+MinJobAge=3600
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmdSpoolDir={root}/spool
+StateSaveLocation={root}/state
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/linux
+JobCompType=jobcomp/none
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory={_real_memory_mb()} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _slurm(*args: str) -> subprocess.CompletedProcess:
+    """A SLURM client command against the test cluster (SLURM_CONF is set by the fixture)."""
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def _logs(root: Path) -> str:
+    return "\n".join(
+        f"--- {p.name}:\n{p.read_text(errors='replace')[-3000:]}"
+        for p in sorted(root.glob("*.log")) + sorted(root.glob("*/*.log"))
+    )
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """munged + slurmctld + slurmd (node `localhost`, 2 CPUs, partition `debug`), private to
+    this module: own config, ports, munge socket, state and logs in a temporary directory."""
+    ensure_debian_packages(BINARIES, ["slurm-wlm", "munge"])
+    if os.geteuid() != 0:
+        pytest.skip("starting munged (as user munge), slurmctld and slurmd needs root")
+
+    # Not under pytest's tmp_path: its parents are 0700 and munged (user munge) must reach
+    # its socket directory.
+    root = Path(tempfile.mkdtemp(prefix="ptmeval-slurm-"))
+    root.chmod(0o755)
+    munge = pwd.getpwnam("munge")
+    munge_dir = root / "munge"
+    munge_dir.mkdir()
+    munge_dir.chmod(0o755)  # munged insists that everyone may reach its socket
+    os.chown(munge_dir, munge.pw_uid, munge.pw_gid)
+    munge_socket = munge_dir / "munge.socket"
+    for sub in ("spool", "state"):
+        (root / sub).mkdir()
+    conf = root / "slurm.conf"
+    conf.write_text(_slurm_conf(root, munge_socket))
+
+    # The slurm-jobstep plugin removes every SLURM_* variable, SLURM_CONF included, from the
+    # environment of the `srun` it runs inside each job; a real cluster has its slurm.conf at
+    # the default path (or runs configless), this one only has SLURM_CONF. Rather than writing
+    # /etc/slurm/slurm.conf, a two-line `srun` first on PATH puts SLURM_CONF back.
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(f'#!/bin/sh\nSLURM_CONF={conf} exec {BINARIES["srun"]} "$@"\n')
+    srun.chmod(0o755)
+
+    saved = {name: os.environ.get(name) for name in ("SLURM_CONF", "PATH")}
+    os.environ["SLURM_CONF"] = str(conf)
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+    daemons: list[subprocess.Popen] = []
+
+    def start(cmd: list[str], log: str, **kwargs) -> subprocess.Popen:
+        with open(root / log, "w") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs
+            )
+        daemons.append(proc)
+        return proc
+
+    try:
+        # All three in the foreground (-F/-D), so that their PIDs are the ones we started.
+        munged = start(
+            [
+                BINARIES["munged"],
+                "-F",
+                f"--socket={munge_socket}",
+                f"--pid-file={munge_dir / 'munged.pid'}",
+                f"--log-file={munge_dir / 'munged.log'}",
+                f"--seed-file={munge_dir / 'munged.seed'}",
+            ],
+            "munged.out.log",
+            user=munge.pw_uid,
+            group=munge.pw_gid,
+        )
+        for _ in range(100):
+            if munge_socket.exists() or munged.poll() is not None:
+                break
+            time.sleep(0.1)
+        if not munge_socket.exists():
+            pytest.fail(f"munged did not start:\n{_logs(root)}")
+        start([BINARIES["slurmctld"], "-D", "-c"], "slurmctld.out.log")
+        start([BINARIES["slurmd"], "-D", "-N", "localhost"], "slurmd.out.log")
+        state = ""
+        for _ in range(60):
+            state = _slurm("sinfo", "-h", "-N", "-o", "%N %T").stdout.strip()
+            if state == "localhost idle":
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"the SLURM node never became idle ({state!r}):\n{_logs(root)}")
+        yield {"root": root, "conf": conf}
+    finally:
+        # Cancel what is left of our jobs (only this private cluster sees them), give their
+        # steps a moment to end, then stop the daemons we started, by PID.
+        try:
+            ids = _slurm("squeue", "-h", "-o", "%i").stdout.split() if len(daemons) == 3 else []
+            if ids:
+                _slurm("scancel", *ids)
+                for _ in range(30):
+                    if not _slurm("squeue", "-h", "-t", "RUNNING,COMPLETING", "-o", "%i").stdout:
+                        break
+                    time.sleep(1)
+        except (OSError, subprocess.SubprocessError):
+            pass  # the daemons are stopped below all the same
+        for proc in reversed(daemons):
+            _stop(proc)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _elapsed_s(text: str) -> int:
+    """squeue's %M: [days-][hours:]minutes:seconds."""
+    days, _, clock = text.rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds + int(days or 0) * 86400
+
+
+class Canceller(threading.Thread):
+    """Waits for a running fine-tune that matches CANCEL_COMMENT to have run CANCEL_AFTER_S,
+    then `scancel`s it, once."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.cancelled: tuple[str, str] | None = None
+        self.error = ""
+
+    def run(self) -> None:
+        try:
+            self._watch()
+        except Exception as err:  # reported by the test, not lost in the thread
+            self.error = repr(err)
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            out = _slurm("squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%M")
+            for line in out.stdout.splitlines():
+                job_id, comment, elapsed = line.split("|")
+                if comment.startswith(CANCEL_COMMENT) and _elapsed_s(elapsed) >= CANCEL_AFTER_S:
+                    result = _slurm("scancel", job_id)
+                    if result.returncode != 0:
+                        self.error = result.stderr
+                    self.cancelled = (job_id, comment)
+                    return
+            self.stop.wait(1)
+
+
+@dataclass
+class JobBlock:
+    """One job as Snakemake's log announces it ('rule x:' / 'localrule x:' and its fields)."""
+
+    rule: str
+    local: bool
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def parse_blocks(log: str) -> list[JobBlock]:
+    blocks: list[JobBlock] = []
+    current: JobBlock | None = None
+    for line in log.splitlines():
+        header = re.match(r"^(local)?rule (\w+):$", line)
+        if header:
+            current = JobBlock(rule=header.group(2), local=bool(header.group(1)))
+            blocks.append(current)
+        elif current is not None and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            current.fields[key] = value
+        else:
+            current = None
+    return blocks
+
+
+def parse_submissions(log: str) -> list[tuple[str, str, Path]]:
+    """(Snakemake job id, SLURM job id, SLURM log) for every sbatch, in order."""
+    return [
+        (m.group(1), m.group(2), Path(m.group(3)))
+        for m in re.finditer(
+            r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", log
+        )
+    ]
+
+
+def mem_mb(block: JobBlock) -> int:
+    return int(re.search(r"\bmem_mb=(\d+)", block.fields["resources"]).group(1))
+
+
+@dataclass
+class SlurmRun:
+    work: Path
+    result: subprocess.CompletedProcess
+    log: str
+    wall_s: float
+    cancelled: tuple[str, str] | None
+    cancel_error: str
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory) -> SlurmRun:
+    work = tmp_path_factory.mktemp("slurm-e2e")
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    # The profile leaves the partition to the user: add this cluster's to its defaults (a
+    # command-line --default-resources replaces the profile's whole list).
+    defaults = [f"{k}={v}" for k, v in profile["default-resources"].items()]
+    canceller = Canceller()
+    canceller.start()
+    start = time.monotonic()
+    try:
+        result = run_snakemake(
+            "--profile",
+            str(PROFILE),
+            "--configfile",
+            str(CONFIG),
+            "--default-resources",
+            *defaults,
+            "slurm_partition=debug",
+            "--slurm-keep-successful-logs",
+            cwd=work,
+            timeout=3600,
+        )
+    finally:
+        canceller.stop.set()
+        canceller.join(timeout=30)
+    wall_s = time.monotonic() - start
+    log = result.stderr + result.stdout
+    (work / "snakemake.log").write_text(log)
+    print(f"\nSLURM e2e run: {wall_s:.0f} s, exit {result.returncode}, log {work}/snakemake.log")
+    return SlurmRun(work, result, log, wall_s, canceller.cancelled, canceller.error)
+
+
+def test_slurm_run_completes_despite_the_cancelled_job(slurm_run):
+    assert slurm_run.result.returncode == 0, slurm_run.log[-6000:]
+    assert slurm_run.cancelled is not None, (
+        f"no running {CANCEL_COMMENT}* job was seen for {CANCEL_AFTER_S} s to cancel"
+    )
+    assert not slurm_run.cancel_error, slurm_run.cancel_error
+    assert (slurm_run.work / "reports" / "e2e" / "index.html").exists()
+
+
+def test_jobs_went_through_slurm(slurm_run):
+    log, logs = slurm_run.log, (slurm_run.work / ".snakemake" / "slurm_logs").resolve()
+    stats = job_stats(log)
+    remote = {rule: n for rule, n in stats.items() if rule not in LOCAL_RULES}
+    assert sum(remote.values()) == 55, stats  # the whole e2e DAG but aggregate, report, all
+    blocks = {b.fields["jobid"]: b for b in parse_blocks(log) if not b.local}
+    submissions = parse_submissions(log)
+    submitted_rules: dict[str, set[str]] = {}
+    for job_id, slurm_id, slurm_log in submissions:
+        rule = blocks[job_id].rule
+        submitted_rules.setdefault(rule, set()).add(job_id)
+        # every job's SLURM log (kept by --slurm-keep-successful-logs), one folder per rule
+        assert slurm_log.is_file(), slurm_log
+        assert slurm_log.name == f"{slurm_id}.log"
+        assert slurm_log.is_relative_to(logs / f"rule_{rule}"), slurm_log
+    assert {rule: len(ids) for rule, ids in submitted_rules.items()} == remote
+    folders = {p.name for p in logs.iterdir()}
+    assert folders == {f"rule_{rule}" for rule in remote}
+    # SLURM itself knows every one of them, under this run's job name, as completed (but the
+    # one the test cancelled)
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    listed = _slurm("squeue", "-h", "--states=all", "--name", run_id, "-o", "%i|%T|%k")
+    states = dict(line.split("|")[:2] for line in listed.stdout.splitlines())
+    assert set(states) == {slurm_id for _, slurm_id, _ in submissions}
+    cancelled_id = slurm_run.cancelled[0]
+    assert states.pop(cancelled_id) == "CANCELLED"
+    assert set(states.values()) == {"COMPLETED"}, states
+
+
+def test_local_rules_ran_locally(slurm_run):
+    blocks = parse_blocks(slurm_run.log)
+    local = {b.rule for b in blocks if b.local}
+    assert local == LOCAL_RULES
+    assert not {b.rule for b in blocks if not b.local} & LOCAL_RULES
+    submitted = {job_id for job_id, _, _ in parse_submissions(slurm_run.log)}
+    assert not {b.fields["jobid"] for b in blocks if b.local} & submitted
+    assert job_stats(slurm_run.log)["aggregate"] == 1
+    assert (slurm_run.work / "results" / "aggregate" / "results.parquet").exists()
+
+
+def test_cancelled_finetune_was_retried(slurm_run):
+    log = slurm_run.log
+    cancelled_id, comment = slurm_run.cancelled
+    submissions = parse_submissions(log)
+    job_id = next(j for j, s, _ in submissions if s == cancelled_id)
+    attempts = [(s, path) for j, s, path in submissions if j == job_id]
+    assert len(attempts) == 2 and attempts[0][0] == cancelled_id, attempts
+    # Snakemake saw the cancellation as a failure and resubmitted the same job
+    assert f"SLURM-job '{cancelled_id}' failed, SLURM status is: 'CANCELLED'" in log
+    assert f"Trying to restart job {job_id}." in log
+    first, second = [b for b in parse_blocks(log) if b.fields.get("jobid") == job_id]
+    assert first.rule == second.rule == "finetune"
+    wildcards = first.fields["wildcards"]
+    assert comment == "rule_finetune_wildcards_" + "_".join(
+        part.split("=")[1] for part in wildcards.split(", ")
+    )
+    # the second attempt asked for more memory (mem_mb scales with the attempt)
+    assert mem_mb(second) > mem_mb(first)
+    assert abs(mem_mb(second) - 2 * mem_mb(first)) <= 1
+    # SLURM's log of the first attempt ends with the cancellation, the second finished
+    assert f"JOB {cancelled_id} ON localhost CANCELLED" in attempts[0][1].read_text()
+    assert "Finished jobid: 0" in attempts[1][1].read_text()
+
+
+def _results(work: Path) -> pd.DataFrame:
+    table = pd.read_parquet(work / "results" / "aggregate" / "results.parquet")
+    return table[[*KEYS, "value"]].sort_values(KEYS).reset_index(drop=True)
+
+
+def test_results_equal_the_local_run(slurm_run, e2e_workdir):
+    local, slurm = _results(e2e_workdir), _results(slurm_run.work)
+    jobs = slurm.groupby(["model", "task", "fraction", "seed", "init"]).size()
+    assert len(jobs) == 16 and (jobs == 3).all()  # complete: 16 jobs × 3 metrics
+    pd.testing.assert_frame_equal(slurm[KEYS], local[KEYS])
+    np.testing.assert_allclose(slurm["value"], local["value"], rtol=0, atol=1e-9)
+
+
+def test_predictions_equal_the_local_run(slurm_run, e2e_workdir):
+    def files(work: Path) -> dict[str, Path]:
+        base = work / "results" / "evaluate"
+        return {str(p.relative_to(base)): p for p in base.rglob("predictions.parquet")}
+
+    local, slurm = files(e2e_workdir), files(slurm_run.work)
+    assert len(slurm) == 16 and set(slurm) == set(local)
+    for name, path in slurm.items():
+        ours = pd.read_parquet(path).sort_values("row_id").reset_index(drop=True)
+        theirs = pd.read_parquet(local[name]).sort_values("row_id").reset_index(drop=True)
+        exact = [c for c in ours.columns if c not in ("prob_label", "probs")]
+        pd.testing.assert_frame_equal(ours[exact], theirs[exact], obj=name)
+        np.testing.assert_allclose(ours["prob_label"], theirs["prob_label"], atol=1e-6)
+        np.testing.assert_allclose(
+            np.stack(ours["probs"]), np.stack(theirs["probs"]), atol=1e-6, err_msg=name
+        )
