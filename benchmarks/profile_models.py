@@ -1,5 +1,6 @@
 """Profile the default config's models: size, FLOPs, runtime (fresh subprocesses) and the
-onnxruntime/eager latency ratio of their exported fine-tuned-architecture models.
+onnxruntime/eager and torch.compile/eager latency ratios at batch 1 and 32 (issue 3's profile,
+issue 9's item 5).
 
     .venv/bin/python benchmarks/profile_models.py [--threads 2] [--out benchmarks/out/profile.md]
 
@@ -48,6 +49,7 @@ def ort_vs_eager(job: ModelJob, snap: Path, threads: int) -> dict:
     arrays = [t.numpy() for t in loaded.example_batch(64).values()]
     target = np.zeros(64, dtype=int)
     row = check_module(module, arrays, target, _input_names(loaded), threads, (1, 32))
+    row.update(compiled_vs_eager(module, arrays, (1, 32)))
     keep = [
         "onnx_export",
         "max_abs_diff",
@@ -57,8 +59,36 @@ def ort_vs_eager(job: ModelJob, snap: Path, threads: int) -> dict:
         "eager_latency_b32_ms",
         "onnx_latency_b32_ms",
         "onnx_vs_eager_b32",
+        "compile_s",
+        "compiled_vs_eager_b1",
+        "compiled_vs_eager_b32",
     ]
     return {k: row.get(k) for k in keep}
+
+
+def compiled_vs_eager(module, arrays: list[np.ndarray], sizes: tuple[int, ...]) -> dict:
+    """torch.compile (inductor, static shapes: one compilation per batch size) against eager,
+    timed side by side; the compilation time is reported apart. A failure is recorded."""
+    import torch
+
+    from ptmeval.export import _latency_ms, _reason
+
+    out: dict = {"compile_s": 0.0}
+    try:
+        compiled = torch.compile(module, dynamic=False)
+        for size in sizes:
+            reps = -(-size // len(arrays[0]))
+            batch = [torch.from_numpy(np.concatenate([a] * reps)[:size]) for a in arrays]
+            with torch.inference_mode():
+                start = time.perf_counter()
+                compiled(*batch)
+                out["compile_s"] += time.perf_counter() - start
+                eager_ms = _latency_ms(lambda b=batch: module(*b))
+                compiled_ms = _latency_ms(lambda b=batch: compiled(*b))
+            out[f"compiled_vs_eager_b{size}"] = compiled_ms / eager_ms
+    except Exception as err:  # inductor needs a C++ compiler; record why it failed
+        out["compile"] = "failed: " + _reason(err)
+    return out
 
 
 def main() -> None:
@@ -108,6 +138,9 @@ def main() -> None:
                 "ORT/eager b1": ort["onnx_vs_eager_b1"],
                 "ORT/eager b32": ort["onnx_vs_eager_b32"],
                 "ORT max |Δ|": ort["max_abs_diff"],
+                "compiled/eager b1": ort.get("compiled_vs_eager_b1"),
+                "compiled/eager b32": ort.get("compiled_vs_eager_b32"),
+                "compile s": ort.get("compile_s"),
                 "seconds": time.perf_counter() - start,
             }
         )

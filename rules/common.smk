@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from ptmeval.config import config_hash, load_config
 from ptmeval.errors import ConfigError
-from ptmeval._cache import quarantine_damaged
+from ptmeval._cache import awaiting_recompute, quarantine_damaged
 from ptmeval.workflow import (
     PACKAGE_DIR,
     finetune_mem_mb,
@@ -111,7 +111,10 @@ def is_probe(wildcards):
 
 
 def get_model_entry(wildcards):
-    return CFG.model(wildcards.model).model_dump(mode="json")
+    """What the download depends on: not the per-model fine-tune settings or inits."""
+    return CFG.model(wildcards.model).model_dump(
+        mode="json", exclude={"finetune", "inits"}
+    )
 
 
 def get_model_source_files(wildcards):
@@ -231,3 +234,24 @@ def get_aggregate_inputs(wildcards):
 
 def get_estimate_params(wildcards):
     return estimate_params(CFG)
+
+
+def expected_tables():
+    """Every Parquet table the current config produces."""
+    tables = {f"results/aggregate/{name}.parquet" for name in AGGREGATES}
+    for files in get_aggregate_inputs(None).values():
+        tables.update([files] if isinstance(files, str) else files)
+    for task in CFG.tasks:
+        tables.add(f"results/tasks/{task.slug}/data.parquet")
+    for job in FT_JOBS:
+        tables.add(
+            "results/subsample/{task}/{fraction}/{seed}/train.parquet".format(**job)
+        )
+        if is_probe(Namespace(**job)):
+            tables.add("results/features/{model}/{task}/{init}.parquet".format(**job))
+    return {t for t in tables if t.endswith(".parquet")}
+
+
+# Damaged tables moved aside (now or by an interrupted run) are targets of `all` until they
+# are recomputed, so that they and everything downstream of them run again.
+RECOMPUTE = sorted(set(awaiting_recompute("results")) & expected_tables())

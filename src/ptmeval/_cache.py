@@ -40,3 +40,19 @@ def quarantine_damaged(results_dir: str | Path = "results") -> list[tuple[Path, 
             os.replace(path, target)
             moved.append((path, target))
     return moved
+
+
+def awaiting_recompute(results_dir: str | Path = "results") -> list[str]:
+    """Files moved to results/.damaged/ that have not been recomputed yet (their original path is
+    still missing), as paths under `results_dir`. Snakemake does not rerun a job only because an
+    intermediate output is missing while what depends on it is up to date, so these are asked
+    for explicitly: a run interrupted after the quarantine still recomputes them next time."""
+    root = Path(results_dir)
+    damaged = root / ".damaged"
+    if not damaged.is_dir():
+        return []
+    return sorted(
+        str(root / moved.relative_to(damaged))
+        for moved in damaged.rglob("*.parquet")
+        if not (root / moved.relative_to(damaged)).exists()
+    )

@@ -26,3 +26,22 @@ def test_truncated_file_is_named(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(DataError, match="cache file is missing"):
         read_table(tmp_path / "nope.parquet")
+
+
+def test_damaged_table_is_moved_aside_and_asked_for_until_recomputed(tmp_path):
+    from ptmeval._cache import awaiting_recompute, parquet_intact, quarantine_damaged
+
+    results = tmp_path / "results"
+    good = results / "a" / "good.parquet"
+    bad = results / "a" / "b" / "bad.parquet"
+    write_table(pd.DataFrame({"x": [1, 2, 3]}), good)
+    write_table(pd.DataFrame({"x": [1, 2, 3]}), bad)
+    bad.write_bytes(bad.read_bytes()[:-20])  # truncated: the footer is gone
+    assert parquet_intact(good) and not parquet_intact(bad)
+    moved = quarantine_damaged(results)
+    assert moved == [(bad, results / ".damaged" / "a" / "b" / "bad.parquet")]
+    assert moved[0][1].exists() and good.exists() and not bad.exists()
+    assert awaiting_recompute(results) == [str(bad)]
+    assert quarantine_damaged(results) == []  # the quarantine itself is never re-examined
+    write_table(pd.DataFrame({"x": [1, 2, 3]}), bad)  # recomputed
+    assert awaiting_recompute(results) == []

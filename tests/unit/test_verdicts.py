@@ -117,7 +117,7 @@ def test_similarity_vs_gain_needs_three_tasks_and_ranks_them():
             "model": "m",
             "task_a": ["a", "a", "b"],
             "task_b": ["b", "c", "c"],
-            "frechet_distance": [1.0, 5.0, 4.0],
+            "frechet_distance": [1.0, 2.0, 5.0],  # mean per task: a 1.5, b 3, c 3.5
         }
     )
     gain = pd.DataFrame(

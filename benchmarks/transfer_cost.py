@@ -1,0 +1,49 @@
+"""Transferability scores against the fine-tunes they stand in for (issue 9, item 4).
+
+    .venv/bin/python benchmarks/transfer_cost.py [--workdir .]
+
+Reads a finished run's cached tables (`make run` first): per model × task, the wall time of the
+prediction (frozen-feature extraction + LogME/H-score/LEEP/NCE/k-NN, both measured inside their
+jobs) against the summed wall time of that model's fine-tunes on the task (every size, seed and
+init, from the fine-tune histories). Goal: at most 2% of the cost. For a linear-probe model the
+features are computed once and shared with its probes, so the marginal cost of the scores alone
+is shown too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=ROOT)
+    args = parser.parse_args()
+    path = args.workdir / "results" / "aggregate" / "prediction_cost.parquet"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run the workflow first (`make run`)")
+    cost = pd.read_parquet(path)
+    if cost.empty:
+        raise SystemExit("no transferability scores in this run (no pretrained neural model)")
+    print(
+        "| model | task | features s | scores s | fine-tunes s | prediction / fine-tunes "
+        "| scores alone / fine-tunes |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row in cost.sort_values(["model", "task"]).itertuples():
+        print(
+            f"| {row.model} | {row.task} | {row.features_wall_s:.1f} | {row.scores_wall_s:.2f} "
+            f"| {row.finetune_wall_s:.1f} | {row.cost_ratio:.2%} "
+            f"| {row.scores_wall_s / row.finetune_wall_s:.2%} |"
+        )
+    total = cost["predict_wall_s"].sum() / cost["finetune_wall_s"].sum()
+    print(f"\nAll pairs together: {total:.2%} of the fine-tuning cost (goal ≤ 2%).")
+
+
+if __name__ == "__main__":
+    main()
