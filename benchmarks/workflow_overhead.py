@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TRIVIAL = """
-N = int(config["n"])
+N = int(config["jobs"])
 
 
 rule all:
@@ -87,7 +87,13 @@ def trivial_dag(n: int, scratch: Path, run: bool) -> Path:
     (work / "Snakefile").write_text(TRIVIAL)
     if run:
         snakemake(
-            "--cores", "2", "--config", f"n={n}", "--quiet", cwd=work, snakefile=work / "Snakefile"
+            "--cores",
+            "2",
+            "--config",
+            f"jobs={n}",
+            "--quiet",
+            cwd=work,
+            snakefile=work / "Snakefile",
         )
     return work
 
@@ -141,7 +147,7 @@ def main() -> None:
                 "--cores",
                 "2",
                 "--config",
-                f"n={n_jobs}",
+                f"jobs={n_jobs}",
                 cwd=trivial,
                 snakefile=trivial / "Snakefile",
             )[0],
@@ -158,7 +164,7 @@ def main() -> None:
             lambda: snakemake(
                 "-n",
                 "--config",
-                f"n={big_jobs}",
+                f"jobs={big_jobs}",
                 "--quiet",
                 cwd=trivial_big,
                 snakefile=trivial_big / "Snakefile",

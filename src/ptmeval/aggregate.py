@@ -136,16 +136,22 @@ def prediction_points(
 
 def prediction_cost(transfer: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """Wall time of the transferability scores (feature extraction + scoring) against the total
-    fine-tuning wall time they stand in for, per model × task."""
+    fine-tuning wall time they stand in for (every size, seed and init), per model × task. A
+    linear probe's fine-tunes read the same cached features as the scores: for it the features
+    count on the fine-tune side and the scores alone are the prediction's cost."""
     if transfer.empty or history.empty:
         return pd.DataFrame()
     last = history.sort_values("epoch").groupby([*KEYS, "fraction", "seed"], as_index=False).last()
     tuned = last.groupby(["model", "task"], as_index=False)["wall_s"].sum()
     tuned = tuned.rename(columns={"wall_s": "finetune_wall_s"})
+    probes = set(last.loc[last["method"] == "linear_probe", "model"])
     cost = transfer[["model", "task", "scores_wall_s"]].copy()
     cost["features_wall_s"] = transfer.get("features_wall_s", np.nan)
-    cost["predict_wall_s"] = cost["scores_wall_s"] + cost["features_wall_s"].fillna(0.0)
     out = cost.merge(tuned, on=["model", "task"], how="left")
+    out["shared_features"] = out["model"].isin(probes)
+    features = out["features_wall_s"].fillna(0.0)
+    out["predict_wall_s"] = out["scores_wall_s"] + features.where(~out["shared_features"], 0.0)
+    out["finetune_wall_s"] += features.where(out["shared_features"], 0.0)
     out["cost_ratio"] = out["predict_wall_s"] / out["finetune_wall_s"]
     return out
 

@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -70,7 +71,7 @@ def pct(v: Any) -> str:
 def text(v: Any) -> str:
     if _missing(v):
         return "–"
-    if isinstance(v, bool):
+    if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     return str(v)
 
@@ -428,6 +429,7 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("task", "task", text),
                 ("features_wall_s", "feature extraction (s)", num(1)),
                 ("scores_wall_s", "scores (s)", num(2)),
+                ("shared_features", "features shared with the fine-tunes", text),
                 ("finetune_wall_s", "fine-tunes predicted (s, summed)", num(1)),
                 ("cost_ratio", "prediction / fine-tuning", pct),
             ],

@@ -127,3 +127,35 @@ def test_similarity_vs_gain_needs_three_tasks_and_ranks_them():
     assert row["tasks"] == 3 and row["spearman_rho"] == pytest.approx(-1.0)
     two = similarity_vs_gain(sim[sim["task_b"] == "b"], gain[gain["task"] != "c"]).iloc[0]
     assert pd.isna(two["spearman_rho"]) and "needs 3 tasks" in two["note"]
+
+
+def test_prediction_cost_counts_shared_features_on_the_fine_tune_side():
+    from ptmeval.aggregate import prediction_cost
+
+    transfer = pd.DataFrame(
+        {
+            "model": ["full", "probe"],
+            "task": "t",
+            "scores_wall_s": [1.0, 1.0],
+            "features_wall_s": [3.0, 30.0],
+        }
+    )
+    history = pd.DataFrame(
+        {
+            "model": ["full", "full", "probe"],
+            "task": "t",
+            "init": "pretrained",
+            "method": ["full", "full", "linear_probe"],
+            "fraction": [0.5, 1.0, 1.0],
+            "seed": 0,
+            "epoch": 1,
+            "wall_s": [50.0, 150.0, 0.5],
+        }
+    )
+    cost = prediction_cost(transfer, history).set_index("model")
+    assert cost.loc["full", "predict_wall_s"] == 4.0 and cost.loc["full", "finetune_wall_s"] == 200
+    assert cost.loc["full", "cost_ratio"] == pytest.approx(0.02)
+    # the probe's fine-tune needed the same 30 s of features: only the scores are extra
+    assert cost.loc["probe", "predict_wall_s"] == 1.0
+    assert cost.loc["probe", "finetune_wall_s"] == 30.5
+    assert bool(cost.loc["probe", "shared_features"]) and not cost.loc["full", "shared_features"]
