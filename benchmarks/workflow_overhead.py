@@ -19,7 +19,7 @@ Snakemake executable and --cores 2, repeats interleaved (A B B A ...), medians:
 from __future__ import annotations
 
 import argparse
-import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+from ptmeval.aggregate import stage_times
+from ptmeval.workflow import job_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -57,18 +60,6 @@ def snakemake(*args: str, cwd: Path, snakefile: Path | None = None) -> tuple[flo
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
     return elapsed, result.stdout + result.stderr
-
-
-def job_counts(output: str) -> dict[str, int]:
-    block = output.split("Job stats:")[-1] if "Job stats:" in output else ""
-    counts = {}
-    for line in block.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match:
-            counts[match.group(1)] = int(match.group(2))
-        elif counts and not line.strip():
-            break
-    return counts
 
 
 def interleaved(a, b, repeats: int) -> tuple[float, float]:
@@ -114,7 +105,7 @@ def big_config(target_jobs: int, scratch: Path) -> tuple[Path, int]:
         }
         path.write_text(yaml.safe_dump(data))
         _, out = snakemake("-n", "--configfile", str(path), "--quiet", "rules", cwd=scratch)
-        jobs = job_counts(out).get("total", 0)
+        jobs = sum(job_stats(out).values())
         if jobs >= target_jobs or seeds > 50:
             return path, jobs
         seeds += max(1, int(seeds * (target_jobs / max(jobs, 1) - 1)))
@@ -135,7 +126,7 @@ def main() -> None:
     if "Nothing to be done" not in out:
         raise SystemExit(f"the default run in {work} is not up to date:\n{out[-2000:]}")
     _, out = snakemake("-n", "-F", "--quiet", "rules", cwd=work)
-    n_jobs = job_counts(out)["total"]
+    n_jobs = sum(job_stats(out).values())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -181,24 +172,19 @@ def main() -> None:
         extra_path = scratch / "plus-one.yaml"
         extra_path.write_text(yaml.safe_dump(extra))
         _, out = snakemake("-n", "--configfile", str(extra_path), "--quiet", "rules", cwd=work)
-        added = job_counts(out)
+        added = job_stats(out)
     # 3. report regeneration from the cache (done last: it rewrites reports/<run>/)
     regen = []
     for _ in range(args.repeats):
-        for path in sorted(report_dir.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        report_dir.rmdir()
+        shutil.rmtree(report_dir)
         elapsed, out = snakemake("--cores", "2", cwd=work)
-        if job_counts(out).get("render_report") != 1 or len(job_counts(out)) != 3:
+        if job_stats(out) != {"render_report": 1, "all": 1}:
             raise SystemExit(f"regenerating the report ran more than render_report:\n{out}")
         regen.append(elapsed)
     cold = args.cold_wall_s
     cold_note = "cold run (measured)"
     if cold is None:
-        cold = sum(
-            float(open(p).read().splitlines()[1].split("\t")[0])
-            for p in (work / "results" / "benchmarks").rglob("*.tsv")
-        )
+        cold = stage_times((work / "results" / "benchmarks").rglob("*.tsv"))["wall_s"].sum()
         cold_note = "cold run (sum of job times)"
     median = statistics.median(regen)
     rows.append((f"report from cache vs {cold_note}", median, cold, median / cold, "≤ 0.02"))
@@ -213,8 +199,8 @@ def main() -> None:
         print(f"| {name} | {a:.2f} | {b:.2f} | {ratio:.3f} | {goal} |")
     print("\nAdding one model (a second TF-IDF baseline) to the finished default run would run:")
     print(
-        ", ".join(f"{rule} {n}" for rule, n in added.items() if rule != "total"),
-        f"(total {added.get('total', 0)})",
+        ", ".join(f"{rule} {n}" for rule, n in added.items()),
+        f"(total {sum(added.values())})",
     )
 
 

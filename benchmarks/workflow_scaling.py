@@ -12,18 +12,16 @@ by least squares and prints each run's deviation from that line, and the jobs ea
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+from workflow_overhead import snakemake  # this folder: the same timed runner
+
+from ptmeval.workflow import job_stats
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
 def config(n_models: int) -> dict:
@@ -57,11 +55,6 @@ def config(n_models: int) -> dict:
     }
 
 
-def job_total(output: str) -> int:
-    match = re.search(r"^total\s+(\d+)$", output.split("Job stats:")[-1], re.M)
-    return int(match.group(1)) if match else 0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, nargs="+", default=[1, 2, 4])
@@ -73,14 +66,10 @@ def main() -> None:
             work = Path(tmp) / f"m{n}"
             work.mkdir()
             (work / "config.yaml").write_text(yaml.safe_dump(config(n)))
-            cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(work)]
-            cmd += ["--cores", str(args.cores), "--configfile", str(work / "config.yaml")]
-            start = time.perf_counter()
-            result = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            if result.returncode != 0:
-                raise SystemExit(result.stderr[-3000:])
-            rows.append((n, wall, job_total(result.stdout + result.stderr)))
+            wall, out = snakemake(
+                "--cores", str(args.cores), "--configfile", str(work / "config.yaml"), cwd=work
+            )
+            rows.append((n, wall, sum(job_stats(out).values())))
             print(f"{n} model(s): {wall:.1f} s, {rows[-1][2]} jobs", flush=True)
     n = np.array([r[0] for r in rows], float)
     wall = np.array([r[1] for r in rows])

@@ -237,21 +237,17 @@ def get_estimate_params(wildcards):
 
 
 def expected_tables():
-    """Every Parquet table the current config produces."""
+    """Every Parquet table the current config produces: the inputs of `aggregate` and of every
+    fine-tune (task data, subsets, features), and the aggregates."""
     tables = {f"results/aggregate/{name}.parquet" for name in AGGREGATES}
     for files in get_aggregate_inputs(None).values():
         tables.update([files] if isinstance(files, str) else files)
-    for task in CFG.tasks:
-        tables.add(f"results/tasks/{task.slug}/data.parquet")
     for job in FT_JOBS:
-        tables.add(
-            "results/subsample/{task}/{fraction}/{seed}/train.parquet".format(**job)
-        )
-        if is_probe(Namespace(**job)):
-            tables.add("results/features/{model}/{task}/{init}.parquet".format(**job))
+        tables.update(get_finetune_inputs(Namespace(**job)).values())
     return {t for t in tables if t.endswith(".parquet")}
 
 
 # Damaged tables moved aside (now or by an interrupted run) are targets of `all` until they
 # are recomputed, so that they and everything downstream of them run again.
-RECOMPUTE = sorted(set(awaiting_recompute("results")) & expected_tables())
+_PENDING = awaiting_recompute("results")
+RECOMPUTE = sorted(set(_PENDING) & expected_tables()) if _PENDING else []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ptmeval.workflow import job_stats  # noqa: F401 (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -28,19 +29,6 @@ def run_snakemake(
     return subprocess.run(
         [*cmd, *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout
     )
-
-
-def job_stats(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table into {rule: count} (empty when nothing ran)."""
-    stats: dict[str, int] = {}
-    block = output.split("Job stats:")[-1] if "Job stats:" in output else ""
-    for line in block.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            stats[match.group(1)] = int(match.group(2))
-        elif stats and not line.strip():
-            break
-    return stats
 
 
 @pytest.fixture(scope="session")

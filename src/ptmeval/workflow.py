@@ -6,6 +6,7 @@ Imported while the Snakefile is parsed: keep it free of torch/transformers/panda
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,17 @@ def gpus_for(cfg: Config, model: str) -> int:
     if neural_full and settings.engine == "deepspeed" and settings.use_gpus:
         return settings.gpus_per_job
     return 0
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of Snakemake's output into {rule: count}, without the
+    total (empty when nothing ran). Used by the tests and the workflow benchmarks."""
+    stats: dict[str, int] = {}
+    block = output.split("Job stats:")[-1] if "Job stats:" in output else ""
+    for line in block.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            stats[match.group(1)] = int(match.group(2))
+        elif stats and not line.strip():
+            break
+    return stats
