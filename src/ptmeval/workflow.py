@@ -239,10 +239,36 @@ def gpus_for(cfg: Config, model: str) -> int:
     return 0
 
 
+def without_shown_logs(output: str) -> str:
+    """Snakemake's output less the log files it prints for failed jobs (`show-failed-logs`).
+
+    Each is printed as 'Logfile <path>:', a line of '=', the file, and the same line of '='.
+    A SLURM job's log holds the output of the Snakemake that ran the job on the node, with its
+    own 'localrule <rule>:' block and 'Job stats' table, which are not the main run's.
+    A header without its closing line is kept as it is.
+    """
+    lines = output.splitlines()
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        rule = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.startswith("Logfile ") and line.endswith(":") and rule and set(rule) == {"="}:
+            end = next((j for j in range(i + 2, len(lines)) if lines[j] == rule), None)
+            if end is not None:
+                i = end + 1
+                continue
+        kept.append(line)
+        i += 1
+    return "\n".join(kept)
+
+
 def job_stats(output: str) -> dict[str, int]:
     """Parse the 'Job stats' table of Snakemake's output into {rule: count}, without the
-    total (empty when nothing ran). Used by the tests and the workflow benchmarks."""
+    total (empty when nothing ran), ignoring failed jobs' logs that Snakemake printed. Used by
+    the tests and the workflow benchmarks."""
     stats: dict[str, int] = {}
+    output = without_shown_logs(output)
     block = output.split("Job stats:")[-1] if "Job stats:" in output else ""
     for line in block.splitlines():
         match = re.match(r"^(\w+)\s+(\d+)$", line.strip())

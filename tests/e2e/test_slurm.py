@@ -3,7 +3,8 @@
 A module fixture installs slurm-wlm and munge (root with apt-get, else the module is skipped),
 starts munged, slurmctld and slurmd on private ports with a generated slurm.conf in a temporary
 directory, and stops them by PID afterwards. One SLURM run of tests/e2e/config.yaml follows;
-while it runs, a background thread `scancel`s one running MiniLM fine-tune. The tests then check
+while it runs, a background thread `scancel`s one MiniLM fine-tune once it is training. The tests
+then check
 that the jobs really went through SLURM (and the local rules did not), that the cancelled job was
 retried, and that the final tables equal those of the local e2e run.
 """
@@ -28,6 +29,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ptmeval.workflow import without_shown_logs
 from tests.conftest import REPO, job_stats, run_snakemake
 from tests.system import ensure_debian_packages
 
@@ -38,9 +40,12 @@ PROFILE = REPO / "profiles" / "slurm"
 LOCAL_RULES = {"aggregate", "render_report", "all"}
 KEYS = ["model", "task", "fraction", "seed", "init", "method", "n_train", "metric"]
 # The fine-tune the canceller kills: a full MiniLM fine-tune on the whole training set (the
-# longest jobs, ~15-40 s), once it has run this long, i.e. while it is training.
+# longest jobs, ~15-40 s), once its log shows the first epoch done, i.e. while it is training.
+# Its log is then not empty, so Snakemake prints it and the job's SLURM log (show-failed-logs)
+# into the main log, with the node-side Snakemake's own 'localrule finetune:' block in it (an
+# empty rule log makes Snakemake 9.27 stop before the SLURM log).
 CANCEL_COMMENT = "rule_finetune_wildcards_minilm-l6_bbc-news_1_"
-CANCEL_AFTER_S = 10
+CANCEL_WHEN_LOGGED = "epoch 1/"
 
 BINARIES = {
     "munged": "/usr/sbin/munged",
@@ -227,21 +232,13 @@ def slurm_cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _elapsed_s(text: str) -> int:
-    """squeue's %M: [days-][hours:]minutes:seconds."""
-    days, _, clock = text.rpartition("-")
-    seconds = 0
-    for part in clock.split(":"):
-        seconds = seconds * 60 + int(part)
-    return seconds + int(days or 0) * 86400
-
-
 class Canceller(threading.Thread):
-    """Waits for a running fine-tune that matches CANCEL_COMMENT to have run CANCEL_AFTER_S,
+    """Waits for a running fine-tune that matches CANCEL_COMMENT to log CANCEL_WHEN_LOGGED,
     then `scancel`s it, once."""
 
-    def __init__(self) -> None:
+    def __init__(self, work: Path) -> None:
         super().__init__(daemon=True)
+        self.work = work
         self.stop = threading.Event()
         self.cancelled: tuple[str, str] | None = None
         self.error = ""
@@ -254,16 +251,26 @@ class Canceller(threading.Thread):
 
     def _watch(self) -> None:
         while not self.stop.is_set():
-            out = _slurm("squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%M")
+            out = _slurm("squeue", "-h", "-t", "RUNNING", "-o", "%i|%k")
             for line in out.stdout.splitlines():
-                job_id, comment, elapsed = line.split("|")
-                if comment.startswith(CANCEL_COMMENT) and _elapsed_s(elapsed) >= CANCEL_AFTER_S:
+                job_id, comment = line.split("|")
+                if comment.startswith(CANCEL_COMMENT) and self._training(comment):
                     result = _slurm("scancel", job_id)
                     if result.returncode != 0:
                         self.error = result.stderr
                     self.cancelled = (job_id, comment)
                     return
-            self.stop.wait(1)
+            self.stop.wait(0.5)
+
+    def _training(self, comment: str) -> bool:
+        """Whether the job's rule log (logs/finetune/<model>/<task>/<fraction>/<seed>/<init>.log,
+        wildcards as in the job comment) shows it training."""
+        wildcards = comment.removeprefix("rule_finetune_wildcards_").split("_")
+        log = self.work.joinpath("logs", "finetune", *wildcards[:-1], f"{wildcards[-1]}.log")
+        try:
+            return CANCEL_WHEN_LOGGED in log.read_text()
+        except OSError:
+            return False
 
 
 @dataclass
@@ -276,9 +283,11 @@ class JobBlock:
 
 
 def parse_blocks(log: str) -> list[JobBlock]:
+    """The main run's job blocks: not those in the SLURM logs of failed jobs, which Snakemake
+    prints (show-failed-logs) and which hold the node-side Snakemake's 'localrule' blocks."""
     blocks: list[JobBlock] = []
     current: JobBlock | None = None
-    for line in log.splitlines():
+    for line in without_shown_logs(log).splitlines():
         header = re.match(r"^(local)?rule (\w+):$", line)
         if header:
             current = JobBlock(rule=header.group(2), local=bool(header.group(1)))
@@ -322,7 +331,7 @@ def slurm_run(slurm_cluster, tmp_path_factory) -> SlurmRun:
     # The profile leaves the partition to the user: add this cluster's to its defaults (a
     # command-line --default-resources replaces the profile's whole list).
     defaults = [f"{k}={v}" for k, v in profile["default-resources"].items()]
-    canceller = Canceller()
+    canceller = Canceller(work)
     canceller.start()
     start = time.monotonic()
     try:
@@ -351,7 +360,7 @@ def slurm_run(slurm_cluster, tmp_path_factory) -> SlurmRun:
 def test_slurm_run_completes_despite_the_cancelled_job(slurm_run):
     assert slurm_run.result.returncode == 0, slurm_run.log[-6000:]
     assert slurm_run.cancelled is not None, (
-        f"no running {CANCEL_COMMENT}* job was seen for {CANCEL_AFTER_S} s to cancel"
+        f"no running {CANCEL_COMMENT}* job was seen logging {CANCEL_WHEN_LOGGED!r} to cancel"
     )
     assert not slurm_run.cancel_error, slurm_run.cancel_error
     assert (slurm_run.work / "reports" / "e2e" / "index.html").exists()
@@ -419,6 +428,10 @@ def test_cancelled_finetune_was_retried(slurm_run):
     # SLURM's log of the first attempt ends with the cancellation, the second finished
     assert f"JOB {cancelled_id} ON localhost CANCELLED" in attempts[0][1].read_text()
     assert "Finished jobid: 0" in attempts[1][1].read_text()
+    # Snakemake printed the cancelled job's logs (show-failed-logs), its SLURM log among them,
+    # with the node-side Snakemake's job blocks, which parse_blocks leaves out
+    assert f"Logfile {attempts[0][1]}:" in log
+    assert "localrule finetune:" in log
 
 
 def _results(work: Path) -> pd.DataFrame:
