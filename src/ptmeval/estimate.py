@@ -38,6 +38,31 @@ CLASSICAL_FIT = 1.0  # TF-IDF + logistic regression fit / predict (s)
 GGUF_RATE = 25e6  # bytes/s to dequantise a GGUF checkpoint into safetensors
 HEAVY_THREADS = 2
 
+# Peak memory (RSS, MB) of a job that loads a model = base + per_mb × the weights' MB (fp32).
+# The base holds Python, torch, transformers, pandas (~620 MB after imports) plus the stage's
+# working memory; per_mb counts the copies of the weights the stage holds (optimizer state,
+# an exported graph, an ONNX file, the int8 copy). Fitted to the largest Snakemake-measured
+# RSS per stage of the default's cold run (EfficientNet-Lite0 14 MB, MiniLM-L6 91 MB,
+# SmolLM2-135M 538 MB of weights; 2 threads, the default's batch sizes and input sizes),
+# rounded up so that every measured peak is at or below its estimate; larger batches or
+# inputs need more (benchmarks/README.md).
+MEMORY_MB: dict[str, tuple[float, float]] = {
+    "download_model": (650.0, 0.7),
+    "profile_model": (880.0, 3.3),
+    "measure_runtime_train": (1350.0, 2.3),  # inference and training steps
+    "measure_runtime_infer": (1000.0, 1.7),  # inference only (a linear probe's backbone)
+    "extract_features": (900.0, 1.7),
+    "finetune": (1300.0, 4.6),
+    "evaluate": (850.0, 3.0),
+    "export_check": (1130.0, 2.9),
+}
+
+
+def memory_mb(stage: str, weight_bytes: float) -> float:
+    """Expected peak RSS (MB) of one job of `stage` for a model with these weight bytes."""
+    base, per_mb = MEMORY_MB[stage]
+    return base + per_mb * weight_bytes / 1e6
+
 
 @dataclass
 class ModelCost:
@@ -103,12 +128,31 @@ def _text_cost(entry: Any, settings: Any) -> ModelCost:
         info = {"family": "decoder" if is_decoder(config) else "encoder"}
 
     forward, _ = analytical_flops(_Shim(), settings)
-    h, layers = config.hidden_size, config.num_hidden_layers
-    inter = getattr(config, "intermediate_size", 4 * h)
-    params = (
-        layers * (4 * h * h + (3 if is_decoder(config) else 2) * h * inter) + config.vocab_size * h
-    )
+    params = transformer_params(config)
     return ModelCost(forward, 3 * forward, params, 4 * params, "analytical")
+
+
+def transformer_params(config: Any) -> int:
+    """Parameters of a transformer encoder or decoder from its config: attention (grouped
+    key/value heads counted), feed-forward (gated for a decoder), embeddings (an untied LM head
+    counted twice, an encoder's position embeddings and pooler); biases and norms left out."""
+    from ptmeval.adapters.hf_text import is_decoder
+
+    h, layers = config.hidden_size, config.num_hidden_layers
+    inter = getattr(config, "intermediate_size", None) or 4 * h
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or h // heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    attention = 2 * h * heads * head_dim + 2 * h * kv * head_dim
+    embeddings = config.vocab_size * h
+    if is_decoder(config):
+        per_layer = attention + 3 * h * inter
+        if not getattr(config, "tie_word_embeddings", True):
+            embeddings *= 2
+    else:
+        per_layer = attention + 2 * h * inter
+        embeddings += (getattr(config, "max_position_embeddings", 0) or 0) * h + h * h
+    return layers * per_layer + embeddings
 
 
 def _image_cost(entry: Any, settings: Any) -> ModelCost:
@@ -183,7 +227,6 @@ def estimate(
         if basis:
             row["basis"].add(basis)
 
-    base_mb = 600.0  # python + torch + transformers resident
     for m in cfg.models:
         cost = costs[m.slug]
         if cost is not None:
@@ -191,12 +234,17 @@ def estimate(
             seconds = START_TORCH + cost.weight_bytes / LOAD_RATE
             if gguf:
                 seconds += cost.weight_bytes / GGUF_RATE
-            add("download_model", seconds, base_mb + 2 * cost.weight_bytes / 1e6, cost.basis)
+            add(
+                "download_model",
+                seconds,
+                memory_mb("download_model", cost.weight_bytes),
+                cost.basis,
+            )
             load = cost.weight_bytes / LOAD_RATE
             add(
                 "profile_model",
                 START_TORCH + 3 * load + 10 * cost.forward / (EFF_INFER * peak),
-                base_mb + 3 * cost.weight_bytes / 1e6,
+                memory_mb("profile_model", cost.weight_bytes),
                 cost.basis,
             )
             p = cfg.profile
@@ -220,7 +268,10 @@ def estimate(
             add(
                 "measure_runtime",
                 START_TORCH + rt,
-                base_mb + 4 * cost.weight_bytes / 1e6 * (4 if m.method == "full" else 1),
+                memory_mb(
+                    "measure_runtime_train" if m.method == "full" else "measure_runtime_infer",
+                    cost.weight_bytes,
+                ),
                 cost.basis,
             )
     for _task in cfg.tasks:
@@ -246,7 +297,7 @@ def estimate(
                     START_TORCH
                     + cost.weight_bytes / LOAD_RATE
                     + rows_task * cost.forward / (EFF_INFER * peak),
-                    base_mb + cost.weight_bytes / 1e6 * 1.5,
+                    memory_mb("extract_features", cost.weight_bytes),
                     cost.basis,
                 )
             if "pretrained" in inits:
@@ -265,14 +316,14 @@ def estimate(
                         load = cost.weight_bytes / LOAD_RATE
                         train = settings.epochs * n * cost.train / (EFF_TRAIN * peak)
                         val = settings.epochs * t.val_size * cost.forward / (EFF_INFER * peak)
-                        mem = base_mb + 4 * cost.weight_bytes / 1e6 + 200
+                        mem = memory_mb("finetune", cost.weight_bytes)
                         add("finetune", START_TORCH + load + train + val, mem, cost.basis)
                         add(
                             "evaluate",
                             START_TORCH
                             + 2 * load
                             + t.test_size * cost.forward / (EFF_INFER * peak),
-                            base_mb + 2 * cost.weight_bytes / 1e6,
+                            memory_mb("evaluate", cost.weight_bytes),
                             cost.basis,
                         )
     from ptmeval.workflow import export_targets
@@ -288,7 +339,7 @@ def estimate(
             + cost.params / 2e6
             + 3 * t.test_size * cost.forward / (EFF_INFER * peak)
         )
-        add("export_check", seconds, base_mb + 6 * cost.weight_bytes / 1e6, cost.basis)
+        add("export_check", seconds, memory_mb("export_check", cost.weight_bytes), cost.basis)
     add("aggregate", START_LIGHT + 8.0, 800.0)
     add("render_report", START_LIGHT + 4.0, 400.0)
     out = pd.DataFrame(rows.values())

@@ -118,6 +118,16 @@ def test_estimate_within_a_factor_of_two_of_the_measured_wall_time(workdir):
     assert times.loc["finetune", "estimated_wall_s"] > 0 and times.loc["finetune", "wall_s"] > 0
 
 
+def test_estimated_peak_memory_is_near_the_measured(workdir):
+    """Per stage that loads a model, the estimate's peak RSS against the largest one Snakemake
+    measured: at most 25% low (a SLURM request from it would kill the job) and at most 2× high."""
+    times = table(workdir, "stage_times").set_index("stage")
+    stages = ["download_model", "profile_model", "measure_runtime", "extract_features"]
+    stages += ["finetune", "evaluate", "export_check"]
+    ratios = (times.loc[stages, "estimated_peak_mb"] / times.loc[stages, "max_rss_mb"]).round(2)
+    assert ratios.between(0.75, 2.0).all(), ratios.to_dict()
+
+
 def test_snakemakes_own_report_includes_ours(workdir):
     result = run_snakemake("--configfile", str(CONFIG), "--report", "smk-report.html", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -17,12 +17,27 @@ log = logging.getLogger(__name__)
 
 
 def is_decoder(config: Any) -> bool:
-    """True for causal (decoder-only) language models."""
+    """True for causal (decoder-only) language models.
+
+    From the config's architectures; a config without them (one read from a GGUF file) is a
+    decoder when its model type has a causal-LM class and no masked-LM class (Llama: yes; BERT,
+    which has both, no).
+    """
     if getattr(config, "is_encoder_decoder", False):
         return False
+    if getattr(config, "is_decoder", False):
+        return True
     archs = getattr(config, "architectures", None) or []
-    return bool(getattr(config, "is_decoder", False)) or any(
-        a.endswith("ForCausalLM") for a in archs
+    if archs:
+        return any(a.endswith("ForCausalLM") for a in archs)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    kind = getattr(config, "model_type", "")
+    return (
+        kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
     )
 
 
