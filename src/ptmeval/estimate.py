@@ -15,6 +15,7 @@ estimate divides each stage's time by the number of jobs that can run at once.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -26,6 +27,7 @@ import pandas as pd
 
 from ptmeval.adapters import get_spec
 from ptmeval.config import Config, HubSource, PackageSource, PathSource, package_root
+from ptmeval.errors import ModelSourceError
 from ptmeval.subsample import subset_size
 
 # seconds; measured on the 2-core CPU machine this project is developed on
@@ -37,6 +39,8 @@ EFF_INFER = 0.35  # achieved inference FLOP/s ÷ matmul peak
 CLASSICAL_FIT = 1.0  # TF-IDF + logistic regression fit / predict (s)
 GGUF_RATE = 25e6  # bytes/s to dequantise a GGUF checkpoint into safetensors
 HEAVY_THREADS = 2
+
+log = logging.getLogger(__name__)
 
 # Peak memory (RSS, MB) of a job that loads a model = base + per_mb × the weights' MB (fp32).
 # The base holds Python, torch, transformers, pandas (~620 MB after imports) plus the stage's
@@ -96,10 +100,15 @@ def _source_dir(entry: Any) -> Path | None:
     if isinstance(src, PackageSource):
         return package_root(src.package) / src.file
     if isinstance(src, HubSource):
-        try:
-            from huggingface_hub import snapshot_download
+        from huggingface_hub import hf_hub_download, snapshot_download
 
+        try:  # a snapshot already in the Hugging Face cache
             return Path(snapshot_download(src.id, revision=src.revision, local_files_only=True))
+        except Exception:
+            pass
+        try:  # else only its config (a few KB), or the GGUF file the config is read from
+            name = getattr(src, "gguf_file", None) or "config.json"
+            return Path(hf_hub_download(src.id, name, revision=src.revision)).parent
         except Exception:
             return None
     return None
@@ -114,7 +123,10 @@ def _text_cost(entry: Any, settings: Any) -> ModelCost:
 
     directory = _source_dir(entry)
     if directory is None:
-        raise FileNotFoundError("no local config for the estimate")
+        raise ModelSourceError(
+            f"model '{entry.slug}': no config.json to estimate from (not in the local Hugging Face "
+            "cache, and the Hub could not be reached)"
+        )
     gguf = getattr(entry.source, "gguf_file", None)
     directory = directory if directory.is_dir() else directory.parent
     config = (
@@ -137,12 +149,11 @@ def transformer_params(config: Any) -> int:
     key/value heads counted), feed-forward (gated for a decoder), embeddings (an untied LM head
     counted twice, an encoder's position embeddings and pooler); biases and norms left out."""
     from ptmeval.adapters.hf_text import is_decoder
+    from ptmeval.profiling import attention_shape
 
     h, layers = config.hidden_size, config.num_hidden_layers
     inter = getattr(config, "intermediate_size", None) or 4 * h
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or h // heads
-    kv = getattr(config, "num_key_value_heads", None) or heads
+    heads, kv, head_dim = attention_shape(config)
     attention = 2 * h * heads * head_dim + 2 * h * kv * head_dim
     embeddings = config.vocab_size * h
     if is_decoder(config):
@@ -214,7 +225,14 @@ def estimate(
     peak = peak or matmul_peak_flops()
     cores = cores or os.cpu_count() or 1
     parallel = max(1, cores // HEAVY_THREADS)
-    costs = {m.slug: model_cost(cfg, m.slug, cache) for m in cfg.models}
+    costs: dict[str, ModelCost | None] = {}
+    skipped: list[str] = []  # models whose architecture cannot be read before their download
+    for m in cfg.models:
+        try:
+            costs[m.slug] = model_cost(cfg, m.slug, cache)
+        except ModelSourceError as err:
+            log.warning("%s; its jobs are left out of the estimate", err)
+            skipped.append(m.slug)
     rows: dict[str, dict[str, Any]] = {}
 
     def add(stage: str, seconds: float, peak_mb: float = 0.0, basis: str = "") -> None:
@@ -228,7 +246,7 @@ def estimate(
             row["basis"].add(basis)
 
     for m in cfg.models:
-        cost = costs[m.slug]
+        cost = costs.get(m.slug)
         if cost is not None:
             gguf = getattr(m.source, "gguf_file", None)
             seconds = START_TORCH + cost.weight_bytes / LOAD_RATE
@@ -280,6 +298,8 @@ def estimate(
             for _ in cfg.subsample.seeds:
                 add("subsample", START_LIGHT, 200.0)
     for m, t in cfg.pairs():
+        if m.slug in skipped:
+            continue
         cost = costs[m.slug]
         settings = cfg.finetune_settings(m.slug)
         rows_task = t.max_train + t.val_size + t.test_size
@@ -329,7 +349,7 @@ def estimate(
     from ptmeval.workflow import export_targets
 
     for e in export_targets(cfg):
-        cost = costs[e["model"]]
+        cost = costs.get(e["model"])
         if cost is None:
             continue
         t = cfg.task(e["task"])
@@ -344,6 +364,8 @@ def estimate(
     add("render_report", START_LIGHT + 4.0, 400.0)
     out = pd.DataFrame(rows.values())
     out["basis"] = out["basis"].map(lambda b: ", ".join(sorted(b)) or "fixed")
+    if skipped:
+        out["basis"] += f"; without {', '.join(skipped)} (architecture not readable yet)"
     heavy = {
         "finetune",
         "evaluate",

@@ -174,6 +174,15 @@ def uncounted_operators(loaded: Any, batch_size: int = 1) -> tuple[float, str]:
     return share, ", ".join(f"{k} {100 * t / total:.1f}%" for k, t in top)
 
 
+def attention_shape(config: Any) -> tuple[int, int, int]:
+    """(query heads, key/value heads, head dimension) of a transformer config; key/value heads
+    fewer than query heads for grouped-query attention."""
+    heads = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return heads, kv, head_dim
+
+
 def analytical_flops(loaded: Any, settings: Any, labels: int = PROFILE_LABELS) -> tuple[int, str]:
     """Forward FLOPs of one example from the architecture's shapes (1 multiply-add = 2 FLOPs)."""
     family = loaded.info.get("family")
@@ -185,9 +194,7 @@ def analytical_flops(loaded: Any, settings: Any, labels: int = PROFILE_LABELS) -
             per_layer = 2 * s * (4 * h * h + 2 * h * inter) + 2 * 2 * s * s * h
             head = 2 * h * h + 2 * h * labels  # pooler on one token + classifier
             return n_layers * per_layer + head, "transformer encoder: L·[2s(4h²+2h·ffn) + 4s²h]"
-        heads = cfg.num_attention_heads
-        kv = getattr(cfg, "num_key_value_heads", heads) or heads
-        head_dim = getattr(cfg, "head_dim", None) or h // heads
+        heads, kv, head_dim = attention_shape(cfg)
         attn_proj = 2 * s * h * (heads * head_dim) * 2 + 2 * 2 * s * h * (kv * head_dim)
         per_layer = attn_proj + 3 * 2 * s * h * inter + 2 * 2 * s * s * heads * head_dim
         head = 2 * s * h * labels  # the score head is applied at every position

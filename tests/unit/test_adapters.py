@@ -9,19 +9,23 @@ from safetensors.torch import load_file
 from ptmeval.adapters import get_adapter, get_spec
 from ptmeval.config import FinetuneSettings, parse_config
 from ptmeval.errors import ConfigError
+from ptmeval.estimate import model_cost
 from ptmeval.sources import download_model
 
 SETTINGS = FinetuneSettings(max_length=16, image_size=32)
 
 
-def entry(**model):
-    cfg = parse_config(
+def config(**model):
+    return parse_config(
         {
             "models": [model],
             "tasks": [{"slug": "t", "source": {"kind": "packaged", "name": "bbc-news"}}],
         }
     )
-    return cfg.models[0]
+
+
+def entry(**model):
+    return config(**model).models[0]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +76,7 @@ def test_hf_text_encoder_pretrained_vs_scratch(minilm):
 
 @pytest.mark.slow
 def test_hf_text_decoder_from_gguf(tmp_path):
-    e = entry(
+    cfg = config(
         slug="smol",
         adapter="hf-text",
         method="linear_probe",
@@ -82,6 +86,7 @@ def test_hf_text_decoder_from_gguf(tmp_path):
             "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         },
     )
+    e = cfg.models[0]
     manifest = download_model(e, tmp_path / "snap")
     assert set(manifest["format"]) >= {"safetensors", "json"}
     loaded = get_adapter("hf-text").load(tmp_path / "snap", 3, "pretrained", SETTINGS)
@@ -93,6 +98,12 @@ def test_hf_text_decoder_from_gguf(tmp_path):
     alone = loaded.features(loaded.collate(["short"]))
     assert torch.allclose(feats[0], alone[0], atol=1e-3)
     assert loaded.logits(batch).shape == (2, 3)
+    # the estimate's count from the GGUF file's config alone (no architectures in it: read as a
+    # decoder, grouped key/value heads, tied embeddings) against the loaded model's
+    cost = model_cost(cfg, "smol", None)
+    real = sum(p.numel() for p in loaded.model.parameters())
+    assert cost.basis == "analytical" and cost.weight_bytes == 4 * cost.params
+    assert cost.params == pytest.approx(real, rel=1e-3)
 
 
 def test_efficientnet_lite0_from_package(tmp_path):
