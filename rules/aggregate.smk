@@ -1,6 +1,7 @@
 rule aggregate:
     input:
         unpack(get_aggregate_inputs),
+        unpack(get_frozen_probe_tables),
     output:
         **{name: f"results/aggregate/{name}.parquet" for name in AGGREGATES},
     log:

@@ -23,6 +23,8 @@ from ptmeval.workflow import (
     neural_models,
     runtime_settings,
     transfer_targets,
+    tune_job_wildcards,
+    tune_targets,
 )
 
 # Validated before anything runs: the typed models (one-line messages naming the culprit, and
@@ -86,6 +88,7 @@ AGGREGATES = [
     "stage_times",
     "pareto",
     "similarity_vs_gain",
+    "protocol_check",
 ]
 
 
@@ -156,11 +159,24 @@ def get_finetune_job(wildcards):
     return finetune_job(CFG, wildcards)
 
 
+def get_tune_job(wildcards):
+    return finetune_job(CFG, Namespace(**tune_job_wildcards(CFG, wildcards)))
+
+
+def get_tune_inputs(wildcards):
+    """A fine-tune's inputs at the largest size with the first seed, without the choice."""
+    inputs = get_finetune_inputs(Namespace(**tune_job_wildcards(CFG, wildcards)))
+    inputs.pop("hparams")
+    return inputs
+
+
 def get_finetune_inputs(wildcards):
-    """Task data and subset always; the snapshot (full) or the cached features (probe)."""
+    """Task data, subset and the chosen hyperparameter always; the snapshot (full) or the
+    cached features (probe)."""
     inputs = {
         "data": f"results/tasks/{wildcards.task}/data.parquet",
         "subset": f"results/subsample/{wildcards.task}/{wildcards.fraction}/{wildcards.seed}/train.parquet",
+        "hparams": f"results/tune/{wildcards.model}/{wildcards.task}/{wildcards.init}.parquet",
     }
     if is_probe(wildcards):
         inputs["features"] = (
@@ -215,6 +231,10 @@ def get_all_job_files(kind):
 def get_aggregate_inputs(wildcards):
     return {
         "metrics": get_all_job_files("metrics"),
+        "tuning": [
+            "results/tune/{model}/{task}/{init}.parquet".format(**t)
+            for t in tune_targets(CFG)
+        ],
         "histories": get_all_job_files("history"),
         "profiles": [f"results/profile/{m}.parquet" for m in NEURAL],
         "manifests": [f"results/download/{m}/manifest.parquet" for m in NEURAL],
@@ -251,3 +271,26 @@ def expected_tables():
 # are recomputed, so that they and everything downstream of them run again.
 _PENDING = awaiting_recompute("results")
 RECOMPUTE = sorted(set(_PENDING) & expected_tables()) if _PENDING else []
+
+
+from ptmeval.config import fraction_slug
+
+
+def get_transfer_subsets(wildcards):
+    """Every training subset (fraction × seed) of the task: the frozen-feature probe that a full
+    fine-tune is checked against is fitted on each."""
+    return [
+        f"results/subsample/{wildcards.task}/{fraction_slug(fraction)}/{seed}/train.parquet"
+        for fraction in CFG.subsample.fractions
+        for seed in CFG.subsample.seeds
+    ]
+
+
+def get_frozen_probe_tables(wildcards):
+    """The frozen-feature probe scores of every model × task with transfer scores."""
+    return {
+        "frozen": [
+            f"results/transfer/{t['model']}/{t['task']}/frozen_probe.parquet"
+            for t in TRANSFERS
+        ]
+    }

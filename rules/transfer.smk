@@ -1,8 +1,10 @@
 rule transfer_scores:
     input:
         features="results/features/{model}/{task}/pretrained.parquet",
+        subsets=get_transfer_subsets,
     output:
         scores="results/transfer/{model}/{task}.parquet",
+        frozen="results/transfer/{model}/{task}/frozen_probe.parquet",
     log:
         "logs/transfer_scores/{model}/{task}.log",
     conda:

@@ -16,8 +16,10 @@ tables = aggregate(
     runtimes=inputs.runtimes,
     exports=inputs.exports,
     transfers=inputs.transfers,
+    frozen=inputs.frozen,
     benchmarks=inputs.benchmarks,
     estimate=inputs.estimate,
+    tuning=inputs.tuning,
     settings=snakemake.params.settings,
 )
 for name in snakemake.output.keys():

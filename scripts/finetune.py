@@ -6,9 +6,11 @@ from ptmeval.io import read_table, write_table
 from ptmeval.jobs import FinetuneJob
 from ptmeval.logs import log_to
 from ptmeval.training import finetune
+from ptmeval.training.tune import apply_choice
 
 log_to(snakemake.log[0])
 job = FinetuneJob.model_validate(snakemake.params.job)
+job = apply_choice(job, read_table(snakemake.input.hparams))
 inputs = snakemake.input
 history = finetune(
     job,

@@ -189,6 +189,26 @@ def reuse(results: pd.DataFrame, gain: pd.DataFrame, metric: str) -> pd.DataFram
     return out
 
 
+def with_tuning(difficulty: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
+    """The training-difficulty table with the hyperparameter selection of each model × task ×
+    init: the value chosen, whether it was selected (a grid) or fixed, and the spread of the
+    best validation score over the grid (how sensitive the model is to it)."""
+    if difficulty.empty or tuning.empty:
+        return difficulty
+    chosen = tuning[tuning["chosen"]].rename(
+        columns={
+            "param": "hparam",
+            "value": "hparam_value",
+            "tuned": "hparam_tuned",
+            "spread": "hparam_spread",
+            "val_score": "hparam_val_score",
+        }
+    )
+    columns = ["hparam", "hparam_value", "hparam_tuned", "hparam_spread", "hparam_val_score"]
+    keys = [k for k in ("model", "task", "init") if k in difficulty]
+    return difficulty.merge(chosen[[*keys, *columns]], on=keys, how="left")
+
+
 def task_similarity(transfer: pd.DataFrame) -> pd.DataFrame:
     """Per model: Fréchet distance (diagonal covariances) between its frozen-feature
     distributions on every pair of tasks."""
@@ -249,6 +269,151 @@ def similarity_vs_gain(similarity: pd.DataFrame, gain: pd.DataFrame) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+PROTOCOL_COLUMNS = [
+    "model",
+    "task",
+    "init",
+    "method",
+    "fraction",
+    "n_train",
+    "metric",
+    "n_seeds",
+    "score",
+    "score_lo",
+    "score_hi",
+    "frozen_score",
+    "frozen_n_seeds",
+    "difference",
+    "below_frozen",
+    "largest",
+    "verdict",
+]
+
+
+def _metric_replicates(
+    labels: np.ndarray, preds: np.ndarray, metric: str, n_boot: int, seed: int
+) -> np.ndarray:
+    """Bootstrap replicates of a system's mean test score over its seeds, resampling both the
+    seeds (with replacement) and the test examples (with replacement, the same resample for
+    every seed): ``labels`` (n,), ``preds`` (seeds x n) -> (n_boot,)."""
+    n_seeds, n = preds.shape
+    rng = np.random.default_rng(seed)
+    if metric == "accuracy":
+        columns = (preds == labels).T.astype(float)  # n x seeds
+    elif metric == "macro_f1":  # per seed and class: true positive, false positive, false negative
+        classes = np.union1d(labels, preds)
+        predicted = preds[:, :, None] == classes  # seeds x n x K
+        actual = np.broadcast_to(labels[None, :, None] == classes, predicted.shape)
+        stacked = np.stack([predicted & actual, predicted & ~actual, ~predicted & actual], -1)
+        columns = stacked.transpose(1, 0, 2, 3).reshape(n, -1).astype(float)
+    else:
+        raise ValueError(f"protocol check: no per-example bootstrap for metric '{metric}'")
+    out = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // max(n * columns.shape[1], 1))
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start) @ columns
+        if metric == "accuracy":
+            per_seed = counts / n  # replicates x seeds
+        else:
+            tp, fp_, fn_ = np.moveaxis(counts.reshape(stop - start, n_seeds, -1, 3), -1, 0)
+            denom = 2 * tp + fp_ + fn_
+            f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+            per_seed = f1.sum(axis=-1) / np.maximum((denom > 0).sum(axis=-1), 1)
+        picks = rng.integers(0, n_seeds, size=(stop - start, n_seeds))
+        out[start:stop] = np.take_along_axis(per_seed, picks, axis=1).mean(axis=1)
+    return out
+
+
+def protocol_check(
+    results: pd.DataFrame,
+    predictions: pd.DataFrame,
+    frozen: pd.DataFrame,
+    metric: str,
+    n_boot: int,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Is a full fine-tune below the same model's frozen features at the same training size?
+
+    Per model × task × fraction of the full fine-tunes from pretrained weights (``method ==
+    "full"``, ``init == "pretrained"``) that have a frozen-feature probe score (``frozen``: the
+    long table of `ptmeval.transfer.frozen_probe_scores`, fitted on the same training subsets):
+
+    * ``score``: the fine-tune's mean test ``metric`` over seeds (as in the learning curve);
+    * ``score_lo``/``score_hi``: its ``1 - alpha`` percentile interval from a bootstrap that
+      resamples the seeds and the test examples (per-example predictions, the same example
+      resample for every seed), so that both seed-to-seed and test-set variability count;
+      NaN (and no verdict) without per-example predictions;
+    * ``frozen_score``: the frozen probe's mean test ``metric`` over its seeds;
+    * ``difference``: ``score - frozen_score``;
+    * ``below_frozen``: **the rule** -- the fine-tune's upper bound is below the probe's mean,
+      ``score_hi < frozen_score``: the fine-tune is worse than a logistic regression on its own
+      frozen features beyond its interval, so the fine-tuning protocol (budget, learning
+      rate, ...) rather than the model limits that score;
+    * ``largest``: the model's largest training size on the task (what the ranking uses);
+    * ``verdict``: the mark for the page, or why there is none.
+    """
+    if results.empty or frozen.empty:
+        return pd.DataFrame(columns=PROTOCOL_COLUMNS)
+    keys = ["model", "task", "init", "method", "fraction", "n_train"]
+    tuned = results[
+        (results["metric"] == metric)
+        & (results["method"] == "full")
+        & (results["init"] == "pretrained")
+    ]
+    means = tuned.groupby(keys, as_index=False).agg(
+        score=("value", "mean"), n_seeds=("value", "count")
+    )
+    probe = (
+        frozen[frozen["metric"] == metric]
+        .dropna(subset=["value"])
+        .groupby(["model", "task", "init", "fraction"], as_index=False)
+        .agg(frozen_score=("value", "mean"), frozen_n_seeds=("value", "count"))
+    )
+    table = means.merge(probe, on=["model", "task", "init", "fraction"], how="inner")
+    if table.empty:
+        return pd.DataFrame(columns=PROTOCOL_COLUMNS)
+    table["metric"] = metric
+    table["difference"] = table["score"] - table["frozen_score"]
+    largest = table.groupby(["model", "task"])["n_train"].transform("max")
+    table["largest"] = table["n_train"] == largest
+    lows, highs, verdicts_ = [], [], []
+    for _, row in table.iterrows():
+        lo = hi = np.nan
+        if len(predictions):
+            sub = predictions[
+                (predictions["model"] == row["model"])
+                & (predictions["task"] == row["task"])
+                & (predictions["init"] == row["init"])
+                & (predictions["method"] == row["method"])
+                & (predictions["fraction"] == row["fraction"])
+            ]
+            if len(sub):
+                wide = sub.pivot_table(index="row_id", columns="seed", values="pred").dropna()
+                labels = sub.drop_duplicates("row_id").set_index("row_id")["label"]
+                reps = _metric_replicates(
+                    labels.loc[wide.index].to_numpy(int),
+                    wide.to_numpy(int).T,
+                    metric,
+                    n_boot,
+                    seed,
+                )
+                lo, hi = (float(q) for q in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
+        lows.append(lo)
+        highs.append(hi)
+        if np.isnan(hi):
+            verdicts_.append("no per-example predictions: no interval, no verdict")
+        elif hi < row["frozen_score"]:
+            verdicts_.append(verdicts.PROTOCOL_MARK)
+        else:
+            verdicts_.append("not below its frozen features")
+    table["score_lo"], table["score_hi"], table["verdict"] = lows, highs, verdicts_
+    table["below_frozen"] = table["score_hi"] < table["frozen_score"]
+    table = table.sort_values(["task", "model", "n_train"]).reset_index(drop=True)
+    return table[PROTOCOL_COLUMNS]
+
+
 def comparisons(
     predictions: pd.DataFrame, n_boot: int, alpha: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -296,6 +461,15 @@ def stage_times(benchmarks: Iterable[str | Path]) -> pd.DataFrame:
     )
 
 
+def chance_scores(tasks: pd.DataFrame, predictions: pd.DataFrame, metric: str) -> dict[str, float]:
+    """Chance score per task (`scaling.chance_scores`) from the test split of the task
+    summaries; a task without a summary falls back on the labels of its predictions."""
+    if metric not in scaling.SCORE_METRICS:
+        return {}
+    from_predictions = scaling.chance_scores(predictions, metric) if len(predictions) else {}
+    return {**from_predictions, **scaling.chance_scores(tasks, metric)}
+
+
 def aggregate(
     metrics: Iterable[str | Path],
     histories: Iterable[str | Path],
@@ -306,9 +480,11 @@ def aggregate(
     runtimes: Iterable[str | Path] = (),
     exports: Iterable[str | Path] = (),
     transfers: Iterable[str | Path] = (),
+    frozen: Iterable[str | Path] = (),
     benchmarks: Iterable[str | Path] = (),
     estimate: str | Path | None = None,
     settings: dict[str, Any] | None = None,
+    tuning: Iterable[str | Path] = (),
 ) -> dict[str, pd.DataFrame]:
     """The report's tables, by name."""
     settings = settings or {}
@@ -323,17 +499,25 @@ def aggregate(
     export = concat_tables(exports)
     transfer = concat_tables(transfers)
     preds = concat_tables(predictions)
-    classes = tasks.groupby("task")["label"].nunique().to_dict() if len(tasks) else {}
     fits = band = needed = gain = effective = process = difficulty = pd.DataFrame()
     if len(results):
+        chance = chance_scores(tasks, preds, metric)
         fits = scaling.learning_curve_fits(results, metric=metric, n_boot=min(n_boot, 500))
         band = scaling.curve_band(results, fits, metric=metric)
-        target = settings.get("target_score")
-        needed = scaling.data_needed(results, metric=metric, target=target, n_boot=min(n_boot, 500))
+        process = scaling.finetune_process(
+            history, results, metric=metric, chance=chance, predictions=preds
+        )
+        difficulty = scaling.training_difficulty(process)
+        needed = scaling.data_needed(
+            results,
+            metric=metric,
+            target=settings.get("target_score"),
+            n_boot=min(n_boot, 500),
+            chance=chance,
+            process=process,
+        )
         gain = scaling.transfer_gain(results, metric=metric, n_boot=n_boot)
         effective = scaling.effective_data_transferred(results, fits, metric=metric)
-        process = scaling.finetune_process(history, results, metric=metric, n_classes=classes)
-        difficulty = scaling.training_difficulty(process)
     pairwise, ranks = comparisons(preds, n_boot=n_boot, alpha=alpha)
     models = settings.get("models") or dict.fromkeys(sorted(results["model"].unique()), "")
     tables = {
@@ -364,8 +548,13 @@ def aggregate(
         "prediction_points": prediction_points(transfer, profile, results, metric),
         "prediction_cost": prediction_cost(transfer, history),
         "reuse": reuse(results, gain, metric),
+        "tuning": concat_tables(tuning),
     }
+    tables["difficulty"] = with_tuning(difficulty, tables["tuning"])
     tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
+    tables["protocol_check"] = protocol_check(
+        results, preds, concat_tables(frozen), metric, n_boot=n_boot, alpha=alpha
+    )
     modalities = {m: get_spec(a).modality for m, a in models.items() if a in ADAPTERS}
     card, parts = scorecard.scorecard(tables, settings.get("weights"), metric, modalities)
     tables["scorecard"] = card

@@ -61,8 +61,10 @@ def save_checkpoint(
     scheduler: Any,
     generator: Any,
     progress: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write the training state atomically to `folder` (replacing an older checkpoint)."""
+    """Write the training state atomically to `folder` (replacing an older checkpoint);
+    `extra` tensors (e.g. the best validation point's weights) travel with it."""
     import torch
     from safetensors.torch import save_file
 
@@ -75,6 +77,8 @@ def save_checkpoint(
     tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     optim_tensors, optim_rest = _optimizer_tensors(optimizer.state_dict())
     tensors.update(optim_tensors)
+    for key, value in (extra or {}).items():
+        tensors[f"extra.{key}"] = value.detach().contiguous().clone()
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.generator"] = generator.get_state()
     np_state: Any = np.random.get_state()
@@ -123,9 +127,9 @@ def load_checkpoint(
     optimizer: Any,
     scheduler: Any,
     generator: Any,
-) -> dict[str, Any] | None:
-    """Restore the state saved by `save_checkpoint`; returns the progress, or None when there is
-    no usable checkpoint for these settings."""
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """Restore the state saved by `save_checkpoint`; returns (progress, extra tensors or None),
+    or None when there is no usable checkpoint for these settings."""
     import torch
     from safetensors.torch import load_file
 
@@ -157,7 +161,8 @@ def load_checkpoint(
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     progress: dict[str, Any] = state["progress"]
-    return progress
+    extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return progress, extra or None
 
 
 def remove_checkpoint(folder: Path) -> None:

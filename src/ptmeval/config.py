@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,10 +26,11 @@ from pydantic import (
 
 from ptmeval._catalog import DIMENSIONS, PACKAGED_DATASETS, SUBMEASURES
 from ptmeval._names import unknown_name_message
-from ptmeval.adapters import ADAPTERS, get_spec
+from ptmeval.adapters import ADAPTERS, check_options, get_spec
 from ptmeval.errors import ConfigError
 
 SLUG = r"^[a-z0-9][a-z0-9_.-]*$"
+MIN_VAL_SIZE = 100  # a validation split large enough to select hyperparameters on
 
 
 class _Strict(BaseModel):
@@ -127,10 +129,43 @@ TaskSource = Annotated[
 class FinetuneSettings(_Strict):
     """How a model is adapted to a task. Global defaults, overridable per model."""
 
-    epochs: int = Field(3, ge=1, description="Passes over the training subset (method 'full').")
+    epochs: int = Field(
+        3,
+        ge=1,
+        description="Method 'full': passes over the training subset at least (the budget is "
+        "the larger of this and min_steps).",
+    )
+    min_steps: int = Field(
+        100,
+        ge=1,
+        description="Method 'full': optimizer steps at least, however small the subset.",
+    )
+    eval_points: int = Field(
+        10,
+        ge=1,
+        description="Method 'full': validation points spread evenly over the step budget (and "
+        "always one at the end); early stopping and the best-weights choice use them.",
+    )
+    patience: int = Field(
+        3,
+        ge=0,
+        description="Method 'full': stop after this many validation points without "
+        "improvement (0: never stop early). The best validation point's weights are kept.",
+    )
     batch_size: int = Field(16, ge=1, description="Training batch size.")
     eval_batch_size: int = Field(64, ge=1, description="Batch size for validation and test.")
-    lr: float = Field(5e-5, gt=0, description="Peak learning rate (AdamW).")
+    lr: float | None = Field(
+        None,
+        gt=0,
+        description="A fixed peak learning rate (AdamW): skips the selection on validation "
+        "(the report labels it 'not tuned'). Default: chosen from lr_grid.",
+    )
+    lr_grid: list[float] = Field(
+        [3e-5, 1e-4, 3e-4, 1e-3],
+        min_length=1,
+        description="Peak learning rates tried at the largest training size with the first "
+        "seed; the best on validation is used for every size and seed.",
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
     max_length: int = Field(64, ge=2, description="Text: tokens per example (truncation).")
@@ -138,8 +173,17 @@ class FinetuneSettings(_Strict):
     checkpoint_every_steps: int = Field(
         25, ge=0, description="Checkpoint a full fine-tune every N steps (0: at epoch ends only)."
     )
-    probe_c: float = Field(
-        1.0, gt=0, description="linear_probe: inverse L2 strength of the logistic-regression head."
+    probe_c: float | None = Field(
+        None,
+        gt=0,
+        description="linear_probe and classical baselines: a fixed inverse L2 strength of the "
+        "logistic regression (skips the selection: 'not tuned'). Default: chosen from c_grid.",
+    )
+    c_grid: list[float] = Field(
+        [0.01, 0.1, 1.0, 10.0],
+        min_length=1,
+        description="linear_probe and classical baselines: inverse L2 strengths tried at the "
+        "largest training size with the first seed; the best on validation is used throughout.",
     )
     probe_max_iter: int = Field(1000, ge=10, description="linear_probe: L-BFGS iterations.")
     engine: Literal["plain", "deepspeed"] = Field(
@@ -177,6 +221,12 @@ class FinetuneSettings(_Strict):
     def _consistent(self, info: ValidationInfo) -> FinetuneSettings:
         if info.context and info.context.get("partial"):
             return self  # a model's overrides alone: checked again once merged (Config)
+        for key in ("lr_grid", "c_grid"):
+            values = getattr(self, key)
+            if any(v <= 0 for v in values):
+                raise ValueError(f"{key} values must be > 0")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key} has duplicates")
         if self.offload_params and self.zero_stage != 3:
             raise ValueError("offload_params needs zero_stage 3")
         if self.engine == "deepspeed":
@@ -202,7 +252,9 @@ class ModelEntry(_Strict):
     )
     trust_remote_code: bool = Field(False, description="Allow code shipped with the model to run.")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Adapter options (e.g. torchvision 'architecture')."
+        default_factory=dict,
+        description="Adapter options (e.g. torchvision 'architecture'; hf-text 'pooling': "
+        "mean or last, how features pool the real tokens, default mean).",
     )
     finetune: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the global `finetune` settings."
@@ -216,6 +268,16 @@ class ModelEntry(_Strict):
             get_spec(value)
         except ConfigError as err:  # pydantic reports ValueErrors with their location
             raise ValueError(str(err)) from None
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("adapter") in ADAPTERS:
+            try:
+                check_options(info.data["adapter"], value)
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
         return value
 
     @model_validator(mode="after")
@@ -256,10 +318,22 @@ class TaskEntry(_Strict):
     slug: str = Field(pattern=SLUG, description="Short name used in paths and tables.")
     source: TaskSource = Field(description="Where the labelled data come from.")
     test_size: int = Field(200, ge=2, description="Examples in the fixed test split.")
-    val_size: int = Field(64, ge=2, description="Examples in the validation split.")
+    val_size: int | None = Field(
+        None,
+        ge=2,
+        description="Examples in the validation split (model selection, early stopping). "
+        "Default: the larger of 100 and 20% of max_train.",
+    )
     max_train: int = Field(
         256, ge=2, description="Cap on the training pool; fractions are taken of this pool."
     )
+
+    @property
+    def val_examples(self) -> int:
+        """The validation split's size: `val_size`, or max(100, 20% of the pool)."""
+        if self.val_size is not None:
+            return self.val_size
+        return max(MIN_VAL_SIZE, math.ceil(0.2 * self.max_train))
 
     @property
     def modality(self) -> str:

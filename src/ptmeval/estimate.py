@@ -29,6 +29,7 @@ from ptmeval.adapters import get_spec
 from ptmeval.config import Config, HubSource, PackageSource, PathSource, package_root
 from ptmeval.errors import ModelSourceError
 from ptmeval.subsample import subset_size
+from ptmeval.training.loop import Budget
 
 # seconds; measured on the 2-core CPU machine this project is developed on
 START_LIGHT = 1.6  # Snakemake script job with pandas only
@@ -60,6 +61,27 @@ MEMORY_MB: dict[str, tuple[float, float]] = {
     "evaluate": (850.0, 3.0),
     "export_check": (1130.0, 2.9),
 }
+
+
+def finetune_seconds(n: int, settings: Any, val_examples: int, cost: Any, peak: float) -> float:
+    """Compute of one full fine-tune of `n` examples at its whole step budget, validation
+    included (an upper bound: early stopping ends many sooner)."""
+    budget = Budget.plan(n, settings)
+    samples = budget.steps * n / budget.steps_per_epoch
+    evals = math.ceil(budget.steps / budget.eval_every)
+    return float(
+        samples * cost.train / (EFF_TRAIN * peak)
+        + evals * val_examples * cost.forward / (EFF_INFER * peak)
+    )
+
+
+def grid_size(entry: Any, settings: Any) -> int:
+    """Values a model's hyperparameter selection tries (1: fixed, nothing is trained)."""
+    if get_spec(entry.adapter).neural and entry.method == "full":
+        return 1 if settings.lr is not None else len(settings.lr_grid)
+    if settings.probe_c is not None or "c" in entry.options:
+        return 1
+    return len(settings.c_grid)
 
 
 def memory_mb(stage: str, weight_bytes: float) -> float:
@@ -302,7 +324,7 @@ def estimate(
             continue
         cost = costs[m.slug]
         settings = cfg.finetune_settings(m.slug)
-        rows_task = t.max_train + t.val_size + t.test_size
+        rows_task = t.max_train + t.val_examples + t.test_size
         inits = m.init_list
         needs_features = (m.method == "linear_probe") or (
             "pretrained" in inits and cost is not None
@@ -322,6 +344,23 @@ def estimate(
                 )
             if "pretrained" in inits:
                 add("transfer_scores", START_LIGHT + 2.0, 600.0)
+        grid = grid_size(m, settings)
+
+        largest = subset_size(t.max_train, max(cfg.subsample.fractions))
+        for _ in inits:
+            if grid == 1:
+                add("select_hparams", START_LIGHT, 300.0)
+            elif cost is None:
+                add("select_hparams", START_LIGHT + grid * CLASSICAL_FIT, 400.0)
+            elif m.method == "linear_probe":
+                add("select_hparams", START_LIGHT + grid * 1.0, 500.0, cost.basis)
+            else:
+                load = cost.weight_bytes / LOAD_RATE
+                mem = memory_mb("finetune", cost.weight_bytes)
+                seconds = START_TORCH + grid * (
+                    load + finetune_seconds(largest, settings, t.val_examples, cost, peak)
+                )
+                add("select_hparams", seconds, mem, cost.basis)
         for fraction in cfg.subsample.fractions:
             n = subset_size(t.max_train, fraction)
             for _ in cfg.subsample.seeds:
@@ -334,10 +373,15 @@ def estimate(
                         add("evaluate", START_LIGHT + 0.5, 500.0, cost.basis)
                     else:
                         load = cost.weight_bytes / LOAD_RATE
-                        train = settings.epochs * n * cost.train / (EFF_TRAIN * peak)
-                        val = settings.epochs * t.val_size * cost.forward / (EFF_INFER * peak)
                         mem = memory_mb("finetune", cost.weight_bytes)
-                        add("finetune", START_TORCH + load + train + val, mem, cost.basis)
+                        add(
+                            "finetune",
+                            START_TORCH
+                            + load
+                            + finetune_seconds(n, settings, t.val_examples, cost, peak),
+                            mem,
+                            cost.basis,
+                        )
                         add(
                             "evaluate",
                             START_TORCH

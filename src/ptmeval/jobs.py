@@ -29,3 +29,4 @@ class FinetuneJob(ModelJob):
     fraction: float
     seed: int
     init: Literal["pretrained", "scratch"]
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"  # validation: selection, early stop

@@ -273,6 +273,28 @@ def disk_by_format(manifest: pd.DataFrame) -> str:
     return ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items())
 
 
+def parameter_split(loaded: Any) -> dict[str, Any]:
+    """Parameters by part: the backbone, the task head (PROFILE_LABELS classes; each more class
+    adds `params_task_head_per_class`), and the source head, the pretrained classifier the task
+    head replaces (e.g. ImageNet's 1000 classes; an untied LM head). Backbone + source head is
+    the count a model card publishes; `params_total` is backbone + task head."""
+    total = sum(p.numel() for p in loaded.model.parameters())
+    task = sum(p.numel() for p in loaded.head.parameters())
+    source = loaded.info.get("params_source_head")
+    if source is None:
+        parts = loaded.source_head.parameters() if loaded.source_head is not None else ()
+        source = sum(p.numel() for p in parts)
+    return {
+        "params_backbone": total - task,
+        "params_task_head": task,
+        "params_task_head_per_class": task // PROFILE_LABELS,
+        "task_head_classes": PROFILE_LABELS,
+        "params_source_head": int(source),
+        "source_head": loaded.info.get("source_head", "none"),
+        "params_published_total": total - task + int(source),
+    }
+
+
 def profile_model(
     job: ModelJob, snapshot: Path, manifest: pd.DataFrame, threads: int = 1
 ) -> pd.DataFrame:
@@ -300,6 +322,7 @@ def profile_model(
         "params_trainable_full": total,
         "params_trainable_linear_probe": head,
         "params_head": head,
+        **parameter_split(loaded),
         "bytes_on_disk": int(manifest["bytes_on_disk"].sum()) if len(manifest) else 0,
         "bytes_on_disk_by_format": disk_by_format(manifest),
         "weights_formats": ",".join(sorted(formats)),

@@ -28,6 +28,7 @@ from ptmeval.figures import (
 )
 from ptmeval.io import git_commit, hardware
 from ptmeval.scorecard import DIMENSIONS, SUBMEASURES, recommendation
+from ptmeval.verdicts import PROTOCOL_MARK, failed_runs, protocol_caveat
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 PRIMARY_METRIC = "accuracy"
@@ -76,6 +77,19 @@ def text(v: Any) -> str:
     return str(v)
 
 
+def task_head(row: pd.Series) -> str:
+    """'1,538 (2 classes; +769 a class)': the profiled task head and what each class adds."""
+    if _missing(row.get("params_task_head")):
+        return "–"
+    size = f"{int(row['params_task_head']):,}"
+    if _missing(row.get("task_head_classes")) or _missing(row.get("params_task_head_per_class")):
+        return size
+    return (
+        f"{size} ({int(row['task_head_classes'])} classes; "
+        f"+{int(row['params_task_head_per_class']):,} a class)"
+    )
+
+
 def interval(lo: str, hi: str, digits: int = 3) -> Callable[[pd.Series], str]:
     def fmt(row: pd.Series) -> str:
         if _missing(row.get(lo)) or _missing(row.get(hi)):
@@ -83,6 +97,30 @@ def interval(lo: str, hi: str, digits: int = 3) -> Callable[[pd.Series], str]:
         return f"[{float(row[lo]):.{digits}f}, {float(row[hi]):.{digits}f}]"
 
     return fmt
+
+
+def score_with_flags(row: pd.Series) -> str:
+    """Mean test score of a training-difficulty row, marked ⚠ when some runs collapsed."""
+    score = num(3)(row.get("test_score_mean"))
+    collapsed = row.get("n_collapsed")
+    if not _missing(collapsed) and int(collapsed) > 0:
+        score += f" ⚠ collapsed {int(collapsed)}/{int(row['n_jobs'])}"
+    return score
+
+
+def chosen_hparam(row: pd.Series) -> str:
+    """The chosen learning rate or C of a difficulty row, 'not tuned' when it was fixed."""
+    if _missing(row.get("hparam_value")):
+        return "–"
+    value = f"{row['hparam']} {sci(row['hparam_value'])}"
+    return value if bool(row.get("hparam_tuned")) else f"{value} (not tuned)"
+
+
+def examples_needed(row: pd.Series) -> str:
+    """Examples needed of a data-needed row; "never reached" for a curve never above chance."""
+    if bool(row.get("never_reached", False)):
+        return "never reached"
+    return count(row.get("n_needed"))
 
 
 def table(frame: pd.DataFrame, columns: list[tuple[str, str, Any]]) -> dict[str, Any]:
@@ -101,12 +139,19 @@ def table(frame: pd.DataFrame, columns: list[tuple[str, str, Any]]) -> dict[str,
     return {"headers": headers, "rows": rows}
 
 
-def results_table(curve: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy, macro-F1 and ECE (mean ± std over seeds) per model × task × init × size."""
+def results_table(curve: pd.DataFrame, check: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Accuracy, macro-F1 and ECE (mean ± std over seeds) per model × task × init × size; a
+    score that the protocol check flags (``below_frozen``) carries the mark beside it."""
     if curve.empty:
         return curve
     keep = curve[curve["metric"].isin(["accuracy", "macro_f1", "ece"])].copy()
     keep["cell"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(keep["mean"], keep["std"], strict=True)]
+    if check is not None and len(check):
+        keys = ["task", "model", "init", "method", "n_train", "metric"]
+        flagged = check.loc[check["below_frozen"].astype(bool), keys].assign(flag=True)
+        keep = keep.merge(flagged, on=keys, how="left")
+        marked = keep["flag"].eq(True)
+        keep.loc[marked, "cell"] = keep.loc[marked, "cell"] + f" ⚠ {PROTOCOL_MARK}"
     wide = keep.pivot_table(
         index=["task", "model", "init", "method", "n_train", "n_seeds"],
         columns="metric",
@@ -165,7 +210,12 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
             [
                 ("model", "model", text),
                 ("method", "method", text),
-                ("params_total", "parameters", count),
+                ("params_total", "parameters (backbone + task head)", count),
+                ("params_backbone", "backbone", count),
+                ("*", "task head", task_head),
+                ("params_source_head", "source head", count),
+                ("source_head", "source head is", text),
+                ("params_published_total", "published size (backbone + source head)", count),
                 ("params_trainable_full", "trainable (full)", count),
                 ("params_trainable_linear_probe", "trainable (linear probe)", count),
                 ("bytes_on_disk_by_format", "on disk, by format/dtype", text),
@@ -214,11 +264,34 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("init", "init", text),
                 ("method", "method", text),
                 ("n_jobs", "jobs", count),
+                ("*", "mean test score", score_with_flags),
+                ("chance", "chance", num(3)),
+                ("top_pred_share", "top predicted class (max share)", pct),
                 ("median_total_wall_s", "median fine-tune time (s)", num(1)),
                 ("median_wall_s_to_level", "median time to 90% of final (s)", num(1)),
                 ("median_samples_to_level", "samples to 90% of final", count),
                 ("seed_std", "spread over seeds (std)", num(3)),
+                ("at_chance_rate", "runs at chance", pct),
                 ("diverged_rate", "diverged runs", pct),
+                ("*", "chosen lr / C", chosen_hparam),
+                ("hparam_spread", "spread over the grid (val.)", num(3)),
+            ],
+        ),
+        "tuning": table(
+            t("tuning"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("init", "init", text),
+                ("method", "method", text),
+                ("n_train", "examples", count),
+                ("param", "hyperparameter", text),
+                ("value", "value", sci),
+                ("val_score", "best validation score", num(3)),
+                ("val_loss", "its validation loss", num(3)),
+                ("best_step", "at step", count),
+                ("stop_reason", "stopped by", text),
+                ("chosen", "chosen", text),
             ],
         ),
         "runtime": table(
@@ -261,10 +334,11 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("kind", "kind", text),
                 ("level", "level", num(2)),
                 ("target_score", "target score", num(3)),
-                ("n_needed", "examples needed", count),
+                ("*", "examples needed", examples_needed),
                 ("*", "95% CI", interval("n_lo", "n_hi", 0)),
                 ("extrapolated", "extrapolated", text),
                 ("reachable", "reachable", text),
+                ("never_reached_reason", "why never reached", text),
                 ("reason", "fit", text),
             ],
         ),
@@ -453,8 +527,22 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("frechet_distance", "Fréchet distance (diag.)", num(2)),
             ],
         ),
+        "protocol_check": table(
+            t("protocol_check"),
+            [
+                ("model", "model", text),
+                ("task", "task", text),
+                ("n_train", "examples", count),
+                ("metric", "metric", text),
+                ("score", "full fine-tune", num(3)),
+                ("*", "95% CI", interval("score_lo", "score_hi")),
+                ("frozen_score", "frozen features (linear probe)", num(3)),
+                ("difference", "difference", num(3)),
+                ("verdict", "verdict", text),
+            ],
+        ),
         "results": table(
-            results_table(t("learning_curve")),
+            results_table(t("learning_curve"), t("protocol_check")),
             [
                 ("task", "task", text),
                 ("model", "model", text),
@@ -539,7 +627,15 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     return {
         "rows": rows,
         "dimensions": DIMENSIONS,
-        "text": recommendation(card, parts),
+        "text": " ".join(
+            filter(
+                None,
+                [
+                    protocol_caveat(_get(tables, "protocol_check"), card["model"]),
+                    recommendation(card, parts),
+                ],
+            )
+        ),
         "formula": formula,
         "parts": table(
             parts.sort_values(["dimension", "submeasure", "model"]),
@@ -615,6 +711,7 @@ def render_report(
             "hardware": ", ".join(f"{k}={v}" for k, v in hardware().items()),
         },
         scorecard=scorecard_view(tables),
+        failed_runs=failed_runs(_get(tables, "difficulty")),
         pareto=pareto_figures(_get(tables, "pareto")),
         stages=table(
             _get(tables, "stage_times"),

@@ -74,6 +74,19 @@ failed check (``"; "``-separated; ``"ok"`` when trustworthy):
 
 Numbers derived from an untrustworthy fit are still reported (they are useful for debugging) but
 always next to ``trustworthy = False`` and the reason; tables never mark them trustworthy.
+
+Chance and collapsed runs
+-------------------------
+*Chance* is the best score a constant predictor gets on a task's test split
+(`chance_scores`): the majority-class rate ``p`` for accuracy, and that predictor's macro-F1
+``2p / ((1 + p) k)`` for macro-F1 (``k`` classes in the test split). It is not ``1 / k``: on
+an imbalanced test set (80/20) always answering the majority class scores 0.8, far above 1/2.
+A run whose test score is at or below chance (``at_chance``) learnt nothing a constant could not.
+A run is *collapsed* (`prediction_collapse`) when its most frequent predicted class covers at
+least `COLLAPSE_SHARE` (95 %) of its test predictions, and more of them than the most frequent
+true label covers (so a good model on a 97/3 test set is not flagged). A curve that never rises
+above chance, or whose every run collapsed, has no "examples needed": `data_needed` reports it
+as ``never_reached`` (``n_needed`` NaN), never as 0.
 """
 
 from __future__ import annotations
@@ -103,6 +116,8 @@ MIN_SIZES = 4
 MONOTONE_Z = 2.0
 MONOTONE_MIN_DROP = 0.01
 EXTRAP_TOL = 0.05
+COLLAPSE_SHARE = 0.95  # top predicted class on at least this share of test rows: collapsed
+CHANCE_TOL = 1e-9  # a score within this of chance counts as at chance (float round-off)
 CI_PERCENTILES = (2.5, 97.5)
 _TOL = 1e-10
 _EDGE = 1e-6  # relative slack when comparing a computed size with an observed one
@@ -723,6 +738,8 @@ def data_needed(
     seed: int = 0,
     loss: str = "soft_l1",
     f_scale: float = DEFAULT_F_SCALE,
+    chance: float | Mapping[str, float] | None = None,
+    process: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Training examples needed to reach a score, read off each fitted curve by inverting it.
 
@@ -734,35 +751,46 @@ def data_needed(
     bound at infinity is reported as NaN and ``boot_reachable`` gives the share of replicates
     that reach the target.
 
+    A curve that never rises above chance has nothing to read off: a flat curve at chance
+    would otherwise "reach" a fraction of its own score at 0 examples. ``chance`` is the chance
+    score (a float for all tasks, or a mapping task -> chance, as from `chance_scores`); when
+    every size's mean score is at or below it, or when every run of the curve in ``process``
+    (the per-job table of `finetune_process`; its keys and ``collapsed`` are read) collapsed,
+    the curve's rows are ``never_reached``: ``n_needed``, its interval and ``boot_reachable``
+    NaN, ``reachable`` False, and ``never_reached_reason`` says why.
+
     Columns: the keys, ``metric``, ``kind``, ``level``, ``target_score``, ``best_observed``,
     ``n_needed``, ``n_lo``, ``n_hi``, ``boot_reachable``, ``reachable`` (False, and ``n_needed``
     NaN, when the fitted asymptote ``1 - a`` does not exceed the target score, or there is no
-    usable fit), ``extrapolated`` (``n_needed`` beyond the largest observed size),
+    usable fit, or the curve never rises above chance), ``never_reached`` and
+    ``never_reached_reason`` ("" otherwise), ``extrapolated`` (``n_needed`` beyond the largest
+    observed size),
     ``below_smallest`` (below the smallest observed size: also outside the data), ``n_min``,
     ``n_max``, ``trustworthy`` and ``reason`` (of the fit).
     """
     columns = [*KEYS, "metric", "kind", "level", "target_score", "best_observed"]
-    columns += ["n_needed", "n_lo", "n_hi", "boot_reachable", "reachable", "extrapolated"]
-    columns += ["below_smallest", "n_min", "n_max", "trustworthy", "reason"]
+    columns += ["n_needed", "n_lo", "n_hi", "boot_reachable", "reachable", "never_reached"]
+    columns += ["never_reached_reason", "extrapolated", "below_smallest", "n_min", "n_max"]
+    columns += ["trustworthy", "reason"]
     if target is None:
         targets: list[float] = []
     elif np.ndim(target) == 0:
         targets = [float(target)]  # type: ignore[arg-type]
     else:
         targets = [float(t) for t in target]  # type: ignore[union-attr]
+    all_collapsed = _all_collapsed(process)
     rows = []
     for cv in _analyse(results, metric, n_boot, seed, loss, f_scale):
         best = float(cv.mean_score.max())
+        never = _never_above_chance(cv, _chance(cv.key[1], chance), all_collapsed)
         wanted = [("relative", float(lv), float(lv) * best) for lv in levels]
         wanted += [("absolute", float("nan"), t) for t in targets]
         for kind, level, score in wanted:
             err_star = 1.0 - score
-            if cv.fit.ok:
+            n_star = boot_reachable = lo = hi = float("nan")
+            if cv.fit.ok and not never:
                 n_star = float(_invert_err(cv.params, err_star)[0, 0])
-            else:
-                n_star = float("nan")
-            boot_reachable = lo = hi = float("nan")
-            if cv.boot.shape[0]:
+            if cv.boot.shape[0] and not never:
                 reps = _invert_err(cv.boot, err_star)[:, 0]
                 boot_reachable = float(np.mean(np.isfinite(reps)))
                 lo_a, hi_a = _band(np.where(np.isfinite(reps), reps, np.inf))
@@ -781,6 +809,8 @@ def data_needed(
                     "n_hi": hi,
                     "boot_reachable": boot_reachable,
                     "reachable": reachable,
+                    "never_reached": bool(never),
+                    "never_reached_reason": never,
                     "extrapolated": bool(reachable and n_star > cv.n_max * (1 + _EDGE)),
                     "below_smallest": bool(reachable and n_star < cv.n_min * (1 - _EDGE)),
                     "n_min": cv.n_min,
@@ -790,6 +820,27 @@ def data_needed(
                 }
             )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _all_collapsed(process: pd.DataFrame | None) -> dict[tuple[Any, ...], bool]:
+    """Per curve key: True when the per-job table has runs for it and every one collapsed."""
+    if process is None or process.empty or "collapsed" not in process.columns:
+        return {}
+    _check_columns(process, KEYS, "process")
+    flags = process["collapsed"].astype("boolean").fillna(False).astype(bool)
+    grouped = flags.groupby([process[k] for k in KEYS], sort=True).all()
+    return {tuple(k): bool(v) for k, v in grouped.items()}
+
+
+def _never_above_chance(
+    cv: _Curve, chance: float, all_collapsed: Mapping[tuple[Any, ...], bool]
+) -> str:
+    """Why a curve never rises above chance ("" when it does, or nothing says otherwise)."""
+    if all_collapsed.get(tuple(cv.key), False):
+        return "every run collapsed to (nearly) one predicted class"
+    if np.isfinite(chance) and bool(np.all(cv.mean_score <= chance + CHANCE_TOL)):
+        return f"mean score at or below chance ({chance:.3f}) at every size"
+    return ""
 
 
 def transfer_gain(
@@ -929,24 +980,89 @@ PROCESS_COLUMNS = [
     "diverged_flag",
     "nonfinite_loss",
     "at_chance",
+    "top_pred_share",
+    "collapsed",
     "diverged",
     "diverged_reason",
 ]
 
 
-def _chance(task: Any, n_classes: int | Mapping[str, int] | None) -> float:
-    if n_classes is None:
+def chance_scores(labels: pd.DataFrame, metric: str = "accuracy") -> dict[str, float]:
+    """Chance score per task: the best score of a constant predictor on the task's test split.
+
+    ``labels`` is either a task summary (``task, split, label, count``; rows of other splits
+    are ignored) or one row per test example (``task, label``, e.g. the per-example predictions
+    of any jobs: with a ``row_id`` column, rows are counted once per task and ``row_id``). With
+    ``p`` the majority-class rate of the test split and ``k`` its number of classes, chance is
+    ``p`` for accuracy (always answering the majority class) and ``2p / ((1 + p) k)`` for
+    macro-F1 (that predictor's score under `ptmeval.metrics.macro_f1`). Both exceed ``1 / k``
+    on an imbalanced test set, where ``1 / k`` would call a constant predictor a success.
+    """
+    _check_score_metric(metric)
+    if labels.empty:
+        return {}
+    _check_columns(labels, ["task", "label"], "labels")
+    frame = labels
+    if "split" in frame.columns:
+        frame = frame[frame["split"] == "test"]
+    if "row_id" in frame.columns:
+        frame = frame.drop_duplicates(["task", "row_id"])
+    counts = frame["count"] if "count" in frame.columns else pd.Series(1, index=frame.index)
+    per_label = counts.astype(float).groupby([frame["task"], frame["label"]]).sum()
+    out = {}
+    for task, group in per_label.groupby(level=0, sort=True):
+        group = group[group > 0]
+        if group.empty:
+            continue
+        p = float(group.max() / group.sum())
+        out[str(task)] = p if metric == "accuracy" else 2 * p / ((1 + p) * len(group))
+    return out
+
+
+def prediction_collapse(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per job (``model, task, init, method, fraction, seed``): how concentrated its test
+    predictions are, from the per-example predictions table (``pred`` and ``label`` read).
+
+    Columns: the job keys, ``n_test``, ``top_pred_share`` (share of test rows given the most
+    frequent predicted class), ``top_label_share`` (majority-class rate of the same rows) and
+    ``collapsed``: ``top_pred_share >= COLLAPSE_SHARE`` and above ``top_label_share`` (a model
+    that is right on a test set that is itself 97 % one class is not collapsed).
+    """
+    columns = [*JOB_KEYS, "n_test", "top_pred_share", "top_label_share", "collapsed"]
+    if predictions.empty:
+        return pd.DataFrame(columns=columns)
+    _check_columns(predictions, [*JOB_KEYS, "pred", "label"], "predictions")
+
+    def top_share(column: str) -> pd.DataFrame:
+        sizes = predictions.groupby([*JOB_KEYS, column], sort=True, dropna=False).size()
+        by_job = sizes.groupby(level=list(range(len(JOB_KEYS))), sort=True)
+        return pd.DataFrame({"n": by_job.sum(), "top": by_job.max()})
+
+    preds, labels = top_share("pred"), top_share("label")
+    out = pd.DataFrame(index=preds.index)
+    out["n_test"] = preds["n"].astype(int)
+    out["top_pred_share"] = preds["top"] / preds["n"]
+    out["top_label_share"] = labels["top"] / labels["n"]
+    out["collapsed"] = (out["top_pred_share"] >= COLLAPSE_SHARE - CHANCE_TOL) & (
+        out["top_pred_share"] > out["top_label_share"] + CHANCE_TOL
+    )
+    return out.reset_index()[columns]
+
+
+def _chance(task: Any, chance: float | Mapping[str, float] | None) -> float:
+    if chance is None:
         return float("nan")
-    k = n_classes.get(str(task)) if isinstance(n_classes, Mapping) else n_classes
-    return 1.0 / float(k) if k else float("nan")
+    value = chance.get(str(task)) if isinstance(chance, Mapping) else chance
+    return float(value) if value is not None else float("nan")
 
 
 def finetune_process(
     history: pd.DataFrame,
     results: pd.DataFrame,
     metric: str = "accuracy",
-    n_classes: int | Mapping[str, int] | None = None,
+    chance: float | Mapping[str, float] | None = None,
     level: float = 0.9,
+    predictions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per fine-tune job: time and data to reach ``level`` of the final validation score, and
     whether the run diverged. Summarise with `training_difficulty`.
@@ -960,13 +1076,15 @@ def finetune_process(
     ``metric`` in ``results``.
 
     A run is ``diverged`` when any of: the history's ``diverged`` flag (``diverged_flag``), a
-    non-finite ``train_loss`` at any epoch (``nonfinite_loss``), or a final test score at or
-    below chance (``at_chance``), chance being ``1 / n_classes`` (an int for all tasks, or a
-    mapping task -> classes). 1/k is the accuracy of a uniform guess and roughly its macro-F1;
-    a constant predictor scores at or below it on both. Without ``n_classes`` (or for a task
-    missing from the mapping) ``chance`` is NaN and the chance check is skipped.
-    ``diverged_reason`` lists the triggered checks. Jobs found only in ``results`` are kept with
-    NaN history columns.
+    non-finite ``train_loss`` at any epoch (``nonfinite_loss``), a final test score at or below
+    chance (``at_chance``), or test predictions collapsed to (nearly) one class
+    (``collapsed``). ``chance`` is the best score of a constant predictor on the task's test
+    split (a float for all tasks, or a mapping task -> chance, as from `chance_scores`: the
+    majority-class rate for accuracy); without it (or for a task missing from the mapping) the
+    column is NaN and the chance check is skipped. ``top_pred_share`` and ``collapsed`` come
+    from `prediction_collapse` of ``predictions`` (the per-example test predictions); NaN and
+    False for a job without predictions. ``diverged_reason`` lists the triggered checks. Jobs
+    found only in ``results`` are kept with NaN history columns.
     """
     _check_score_metric(metric)
     val_col = f"val_{metric}"
@@ -1017,17 +1135,28 @@ def finetune_process(
     )
     out = hist.merge(test, on=JOB_KEYS, how="outer")
     out["n_train"] = out["n_train_r"].astype(float).fillna(out["n_train_h"].astype(float))
-    out["chance"] = [_chance(t, n_classes) for t in out["task"]]
+    out["chance"] = [_chance(t, chance) for t in out["task"]]
     out["diverged_flag"] = out["diverged_flag"].astype("boolean").fillna(False).astype(bool)
     out["nonfinite_loss"] = out["nonfinite_loss"].astype("boolean").fillna(False).astype(bool)
     score = out["test_score"].astype(float)
-    chance = out["chance"].astype(float)
-    out["at_chance"] = (np.isfinite(chance) & (score <= chance + 1e-12)).astype(bool)
-    out["diverged"] = out["diverged_flag"] | out["nonfinite_loss"] | out["at_chance"]
+    chance_score = out["chance"].astype(float)
+    out["at_chance"] = np.isfinite(chance_score) & (score <= chance_score + CHANCE_TOL)
+    collapse = prediction_collapse(predictions if predictions is not None else pd.DataFrame())
+    if collapse.empty:
+        out["top_pred_share"], out["collapsed"] = np.nan, False
+    else:
+        collapse = collapse[[*JOB_KEYS, "top_pred_share", "collapsed"]]
+        out = out.merge(collapse, on=JOB_KEYS, how="left")
+    out["top_pred_share"] = out["top_pred_share"].astype(float)
+    out["collapsed"] = out["collapsed"].astype("boolean").fillna(False).astype(bool)
+    out["diverged"] = (
+        out["diverged_flag"] | out["nonfinite_loss"] | out["at_chance"] | out["collapsed"]
+    )
     labels = {
         "diverged_flag": "diverged flag",
         "nonfinite_loss": "non-finite loss",
         "at_chance": "test score at or below chance",
+        "collapsed": f"predictions collapsed (one class on >= {COLLAPSE_SHARE:.0%} of test rows)",
     }
     out["diverged_reason"] = [
         "; ".join(text for col, text in labels.items() if row[col])
@@ -1047,15 +1176,31 @@ def training_difficulty(process: pd.DataFrame, by_size: bool = False) -> pd.Data
     diverged ones included, enter the spread (instability is part of the difficulty).
 
     Columns: the keys (and ``n_train``), ``n_jobs``, ``n_sizes``, ``test_score_mean``,
-    ``seed_std``, ``seed_std_max``, ``n_diverged``, ``diverged_rate``,
+    ``chance`` (the task's chance score, see `chance_scores`), ``seed_std``, ``seed_std_max``,
+    ``n_diverged``, ``diverged_rate``, ``n_at_chance``, ``at_chance_rate``, ``n_collapsed``,
+    ``collapsed_rate`` (runs whose test predictions collapsed to one class, see
+    `prediction_collapse`), ``collapsed`` (True when any run collapsed), ``top_pred_share``
+    (the largest share of one predicted class over the runs; NaN without predictions),
     ``median_total_wall_s``, ``median_wall_s_to_level``, ``median_samples_to_level``.
     """
     keys = [*KEYS, "n_train"] if by_size else list(KEYS)
-    columns = [*keys, "n_jobs", "n_sizes", "test_score_mean", "seed_std", "seed_std_max"]
-    columns += ["n_diverged", "diverged_rate", "median_total_wall_s"]
-    columns += ["median_wall_s_to_level", "median_samples_to_level"]
+    columns = [*keys, "n_jobs", "n_sizes", "test_score_mean", "chance", "seed_std"]
+    columns += ["seed_std_max", "n_diverged", "diverged_rate", "n_at_chance", "at_chance_rate"]
+    columns += ["n_collapsed", "collapsed_rate", "collapsed", "top_pred_share"]
+    columns += ["median_total_wall_s", "median_wall_s_to_level", "median_samples_to_level"]
     if process.empty:
         return pd.DataFrame(columns=columns)
+    process = process.assign(
+        **{
+            col: process[col] if col in process.columns else default
+            for col, default in (
+                ("chance", np.nan),
+                ("at_chance", False),
+                ("collapsed", False),
+                ("top_pred_share", np.nan),
+            )
+        }
+    )
     per_size = process.groupby([*KEYS, "n_train"], as_index=False, sort=True, dropna=False)
     spread = per_size["test_score"].std(ddof=1).rename(columns={"test_score": "std"})
     spread = spread.groupby(keys, as_index=False, sort=True, dropna=False)["std"].agg(
@@ -1066,11 +1211,18 @@ def training_difficulty(process: pd.DataFrame, by_size: bool = False) -> pd.Data
         n_jobs=("seed", "size"),
         n_sizes=("n_train", "nunique"),
         test_score_mean=("test_score", "mean"),
+        chance=("chance", "first"),
         n_diverged=("diverged", "sum"),
+        n_at_chance=("at_chance", "sum"),
+        n_collapsed=("collapsed", "sum"),
+        top_pred_share=("top_pred_share", "max"),
         median_total_wall_s=("total_wall_s", "median"),
         median_wall_s_to_level=("wall_s_to_level", "median"),
         median_samples_to_level=("samples_to_level", "median"),
     )
     table["diverged_rate"] = table["n_diverged"] / table["n_jobs"]
+    table["at_chance_rate"] = table["n_at_chance"] / table["n_jobs"]
+    table["collapsed_rate"] = table["n_collapsed"] / table["n_jobs"]
+    table["collapsed"] = table["n_collapsed"] > 0
     table = table.merge(spread, on=keys, how="left")
     return table[columns]

@@ -41,23 +41,31 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy.stats import weightedtau
 from sklearn.covariance import LedoitWolf
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ptmeval.io import read_table
+from ptmeval.metrics import get_metric
+
 __all__ = [
+    "frozen_probe_scores",
     "h_score",
     "knn_accuracy",
     "leep",
     "logme",
     "nce",
+    "read_subsets",
     "score_predictions",
     "transfer_scores",
 ]
@@ -592,8 +600,6 @@ def score_task(
 def linear_probe_score(features: pd.DataFrame, c: float = 1.0) -> float:
     """Validation accuracy of a logistic-regression probe fitted on the training pool (a naive
     baseline for predicting fine-tuned performance)."""
-    from sklearn.linear_model import LogisticRegression
-
     train = features[features["split"] == "train"]
     val = features[features["split"] == "validation"]
     if val.empty or train["label"].nunique() < 2:
@@ -603,6 +609,158 @@ def linear_probe_score(features: pd.DataFrame, c: float = 1.0) -> float:
     clf = LogisticRegression(C=c, max_iter=1000).fit(x, train["label"].to_numpy())
     xv = scaler.transform(np.stack(val["feature"].to_numpy()).astype(np.float64))
     return float(np.mean(clf.predict(xv) == val["label"].to_numpy()))
+
+
+# ------------------------------------------------------- frozen-feature reference scores
+
+PROBE_C_GRID = (0.01, 0.1, 1.0, 10.0)
+PROBE_METRICS = ("accuracy", "macro_f1")
+FROZEN_COLUMNS = [
+    "model",
+    "task",
+    "init",
+    "fraction",
+    "seed",
+    "n_train",
+    "probe_c",
+    "val_accuracy",
+    "metric",
+    "value",
+    "note",
+]
+
+
+def read_subsets(paths: list[str] | list[Path]) -> dict[tuple[float, int], pd.DataFrame]:
+    """The training subsets by (fraction, seed), read from their paths
+    ``results/subsample/{task}/{fraction}/{seed}/train.parquet`` (only ``row_id`` is read)."""
+    out: dict[tuple[float, int], pd.DataFrame] = {}
+    for path in map(Path, paths):
+        try:
+            key = (float(path.parent.parent.name), int(path.parent.name))
+        except ValueError:
+            raise ValueError(
+                f"'{path}' is not a subset path .../{{fraction}}/{{seed}}/train.parquet"
+            ) from None
+        out[key] = read_table(path, columns=["row_id"])
+    return out
+
+
+def _matrix(rows: pd.DataFrame) -> np.ndarray:
+    return np.stack(rows["feature"].to_numpy()).astype(np.float64)
+
+
+def _full_probs(clf: LogisticRegression, x: np.ndarray, num_labels: int) -> np.ndarray:
+    """Class probabilities with one column per label 0..num_labels-1 (unseen classes get 0)."""
+    probs = np.zeros((x.shape[0], num_labels))
+    probs[:, np.asarray(clf.classes_, dtype=int)] = clf.predict_proba(x)
+    return probs
+
+
+def frozen_probe_scores(
+    model: str,
+    task: str,
+    features: pd.DataFrame,
+    subsets: dict[tuple[float, int], pd.DataFrame],
+    grid: tuple[float, ...] = PROBE_C_GRID,
+    max_iter: int = 1000,
+) -> pd.DataFrame:
+    """Test scores of a logistic-regression probe on the frozen features, per training subset:
+    the reference a full fine-tune of the same model at the same size should not fall below.
+
+    For each (fraction, seed) in ``subsets`` (tables with ``row_id``, the exact training subset
+    the fine-tunes of that size and seed use): the subset's rows of the feature table's training
+    split are standardised (``StandardScaler`` fitted on the subset), one
+    ``LogisticRegression(C)`` is fitted per ``C`` in ``grid``, the ``C`` with the best accuracy on
+    the whole validation split is kept (ties to the smaller ``C``; ``C = 1`` without a
+    validation split) and scored on the test split with :mod:`ptmeval.metrics` (``accuracy``,
+    ``macro_f1``). Labels are class indices 0..K-1 as in the task table.
+
+    Long form, one row per subset and metric: ``model, task, init`` ("pretrained"), ``fraction,
+    seed, n_train, probe_c, val_accuracy, metric, value, note``. A subset with a single class
+    gets NaN values and a note; a fit that stopped at ``max_iter`` is noted. Raises
+    ``ValueError`` when a subset names a row that is not in the features' training split.
+    """
+    for col in ("row_id", "split", "label", "feature"):
+        if col not in features:
+            raise ValueError(f"{model}/{task}: the feature table lacks column '{col}'")
+    pool = features[features["split"] == "train"].set_index("row_id")
+    val = features[features["split"] == "validation"]
+    test = features[features["split"] == "test"]
+    if test.empty:
+        raise ValueError(f"{model}/{task}: the feature table has no test split")
+    num_labels = int(features["label"].max()) + 1
+    has_val = len(val) > 0
+    x_val = _matrix(val) if has_val else None
+    y_val = val["label"].to_numpy()
+    x_test, y_test = _matrix(test), test["label"].to_numpy()
+    rows = []
+    for (fraction, seed), subset in sorted(subsets.items()):
+        ids = pd.Index(subset["row_id"])
+        unknown = ids[~ids.isin(pool.index)]
+        if len(unknown):
+            raise ValueError(
+                f"{model}/{task}: {len(unknown)} row_id(s) of the training subset at fraction "
+                f"{fraction:g}, seed {seed} are not in the features' training split "
+                f"(e.g. {unknown[0]!r}); the features and the subsets come from different "
+                "task tables: recompute them"
+            )
+        train = pool.loc[ids]
+        base = {
+            "model": model,
+            "task": task,
+            "init": "pretrained",
+            "fraction": float(fraction),
+            "seed": int(seed),
+            "n_train": len(ids),
+        }
+        y = train["label"].to_numpy()
+        if len(np.unique(y)) < 2:
+            rows += [
+                {
+                    **base,
+                    "probe_c": np.nan,
+                    "val_accuracy": np.nan,
+                    "metric": m,
+                    "value": np.nan,
+                    "note": "single class in the training subset: no probe",
+                }
+                for m in PROBE_METRICS
+            ]
+            continue
+        scaler = StandardScaler().fit(_matrix(train))
+        x = scaler.transform(_matrix(train))
+        best: tuple[float, float, LogisticRegression] | None = None
+        notes = []
+        for c in grid if has_val else (1.0,):
+            clf = LogisticRegression(C=c, max_iter=max_iter)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=ConvergenceWarning)  # noted below
+                clf.fit(x, y)
+            if int(np.max(clf.n_iter_)) >= max_iter:
+                notes.append(f"C={c:g} stopped at {max_iter} iterations")
+            acc = np.nan
+            if x_val is not None:
+                acc = get_metric("accuracy")(
+                    _full_probs(clf, scaler.transform(x_val), num_labels), y_val
+                )
+            if best is None or acc > best[0]:
+                best = (acc, c, clf)
+        assert best is not None
+        if not has_val:
+            notes.append("no validation split: C = 1")
+        probs = _full_probs(best[2], scaler.transform(x_test), num_labels)
+        rows += [
+            {
+                **base,
+                "probe_c": best[1],
+                "val_accuracy": best[0],
+                "metric": m,
+                "value": get_metric(m)(probs, y_test),
+                "note": "; ".join(notes),
+            }
+            for m in PROBE_METRICS
+        ]
+    return pd.DataFrame(rows, columns=FROZEN_COLUMNS)
 
 
 def frechet_diag(

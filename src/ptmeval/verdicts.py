@@ -1,11 +1,17 @@
 """Plain-language findings derived from measured tables: the smallest hardware that fits, the
-compatibility matrix and the structural table."""
+compatibility matrix, the structural table and the runs that learnt nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
+
+from ptmeval.scaling import COLLAPSE_SHARE
+
+# Beside a full fine-tune's score that is below its own frozen features (see protocol_check).
+PROTOCOL_MARK = "below its own frozen features: the protocol limits this score"
 
 STRUCTURE_COLUMNS = [
     "model",
@@ -130,3 +136,58 @@ def structure(profile: pd.DataFrame) -> pd.DataFrame:
         return profile
     cols = [c for c in STRUCTURE_COLUMNS if c in profile.columns]
     return profile[cols].copy()
+
+
+def failed_runs(difficulty: pd.DataFrame) -> list[str]:
+    """One sentence per model x task x init x method of the training-difficulty table with runs
+    whose predictions collapsed to one class or whose test score is at or below chance (the
+    best score of a constant predictor; see `ptmeval.scaling.chance_scores`)."""
+    if difficulty.empty or "n_collapsed" not in difficulty.columns:
+        return []
+    sentences = []
+    for _, row in difficulty.iterrows():
+        collapsed, at_chance = int(row["n_collapsed"]), int(row["n_at_chance"])
+        if not collapsed and not at_chance:
+            continue
+        jobs = int(row["n_jobs"])
+        parts = []
+        if collapsed:
+            parts.append(
+                f"{collapsed} of {jobs} runs collapsed (one class predicted for at least "
+                f"{COLLAPSE_SHARE:.0%} of the test examples)"
+            )
+        if at_chance:
+            parts.append(f"{at_chance} of {jobs} runs scored at or below chance")
+        chance = "unknown" if pd.isna(row["chance"]) else f"{float(row['chance']):.3f}"
+        score = "–" if pd.isna(row["test_score_mean"]) else f"{float(row['test_score_mean']):.3f}"
+        sentences.append(
+            f"{row['model']} ({row['init']}, {row['method']}) on {row['task']}: "
+            f"{' and '.join(parts)}; mean test score {score}, chance {chance}."
+        )
+    return sentences
+
+
+def protocol_caveat(check: pd.DataFrame, models: Iterable[str] | None = None) -> str:
+    """The sentence the recommendation opens with when a ranked score is not the model's own:
+    every full fine-tune whose score at its largest training size is below its own frozen
+    features (``below_frozen`` in the `ptmeval.aggregate.protocol_check` table), among
+    ``models`` (all when None). Empty when none is flagged."""
+    if check.empty:
+        return ""
+    flagged = check[check["below_frozen"].astype(bool) & check["largest"].astype(bool)]
+    if models is not None:
+        flagged = flagged[flagged["model"].isin(list(models))]
+    if flagged.empty:
+        return ""
+    cases = [
+        f"{r['model']}'s full fine-tune on {r['task']} scores {r['score']:.3f} {r['metric']} "
+        f"at the largest size (interval up to {r['score_hi']:.3f}), below its own frozen "
+        f"features ({r['frozen_score']:.3f} with a linear probe)"
+        for _, r in flagged.sort_values(["model", "task"]).iterrows()
+    ]
+    return (
+        "The ranking below is uncertain: "
+        + "; ".join(cases)
+        + ". There the protocol, not the model, limits the score, so the ranking does not "
+        "reflect the model."
+    )

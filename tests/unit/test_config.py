@@ -125,9 +125,12 @@ def test_text_column_not_in_data(tmp_path):
 
 
 def test_per_model_finetune_overrides_merge():
-    cfg = load_config(default())
-    assert cfg.finetune_settings("minilm-l6").lr == 1.0e-4
-    assert cfg.finetune_settings("smollm2-135m").lr == cfg.finetune.lr
+    data = default()
+    data["models"][0]["finetune"] = {"lr": 1.0e-4}
+    cfg = load_config(data)
+    assert cfg.finetune_settings("minilm-l6").lr == 1.0e-4  # fixed: not tuned
+    assert cfg.finetune_settings("smollm2-135m").lr is None  # chosen from the grid
+    assert cfg.finetune_settings("smollm2-135m").lr_grid == cfg.finetune.lr_grid
     data = default()
     data["models"][0]["finetune"] = {"epoch": 2}
     assert "epoch" in error_of(data)

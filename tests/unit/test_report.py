@@ -105,3 +105,85 @@ def test_report_escapes_data_strings_and_embeds_figures(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "t&lt;b&gt;" in html
     assert html.count("<svg") == 1  # one learning-curve figure for the one task
     assert not re.search(r"(src|href)=[\"']?https?:", html)  # nothing fetched from a network
+
+
+def test_report_marks_collapsed_runs_and_never_reached_curves(tmp_path):
+    data = tables()
+    data["difficulty"] = pd.DataFrame(
+        [
+            {
+                "model": "m<i>",
+                "task": "t<b>",
+                "init": "scratch",
+                "method": "full",
+                "n_jobs": 4,
+                "test_score_mean": 0.8,
+                "chance": 0.8,
+                "top_pred_share": 1.0,
+                "n_collapsed": 4,
+                "n_at_chance": 4,
+                "at_chance_rate": 1.0,
+                "diverged_rate": 1.0,
+            }
+        ]
+    )
+    data["data_needed"] = pd.DataFrame(
+        [
+            {
+                "model": "m<i>",
+                "task": "t<b>",
+                "init": "scratch",
+                "kind": "relative",
+                "level": 0.9,
+                "target_score": 0.72,
+                "n_needed": float("nan"),
+                "n_lo": float("nan"),
+                "n_hi": float("nan"),
+                "extrapolated": False,
+                "reachable": False,
+                "never_reached": True,
+                "never_reached_reason": "every run collapsed",
+                "reason": "no decay",
+            }
+        ]
+    )
+    html = render_report(data, tmp_path / "index.html", title="r", config_hash="abc").read_text()
+    assert "0.800 ⚠ collapsed 4/4" in html
+    assert "m&lt;i&gt; (scratch, full) on t&lt;b&gt;: 4 of 4 runs collapsed" in html
+    assert "<i>" not in html
+    assert "<td>never reached</td>" in html and "[0, 0]" not in html
+
+
+def test_hyperparameter_selection_is_shown_and_fixed_values_are_labelled(tmp_path):
+    t = tables()
+    t["tuning"] = pd.DataFrame(
+        [
+            {
+                "model": "m1",
+                "task": "t<b>",
+                "init": "pretrained",
+                "method": "full",
+                "n_train": 20,
+                "param": "lr",
+                "value": value,
+                "val_score": score,
+                "val_loss": 1.0,
+                "best_step": 10,
+                "stop_reason": "early_stopping",
+                "chosen": value == 3e-4,
+                "tuned": True,
+                "spread": 0.4,
+            }
+            for value, score in ((1e-4, 0.5), (3e-4, 0.9))
+        ]
+    )
+    t["difficulty"] = pd.DataFrame(
+        [
+            {"model": "m1", "task": "t<b>", "init": i, "method": "full", "n_jobs": 4}
+            | {"hparam": "lr", "hparam_value": v, "hparam_tuned": tuned, "hparam_spread": 0.4}
+            for i, v, tuned in (("pretrained", 3e-4, True), ("scratch", 1e-3, False))
+        ]
+    )
+    page = render_report(t, tmp_path / "r.html", title="r", config_hash="abc").read_text()
+    assert "Hyperparameter selection" in page and "best validation score" in page
+    assert "lr 0.0003" in page and "lr 0.001 (not tuned)" in page

@@ -5,12 +5,14 @@ import pytest
 from ptmeval.scaling import (
     FIT_COLUMNS,
     PROCESS_COLUMNS,
+    chance_scores,
     curve_band,
     data_needed,
     effective_data_transferred,
     finetune_process,
     fit_power_law,
     learning_curve_fits,
+    prediction_collapse,
     training_difficulty,
     transfer_gain,
 )
@@ -247,7 +249,7 @@ def test_finetune_process_time_to_level_and_divergence():
     test = results_table(
         [np.array([0.88, 0.40, 0.25, 0.60])], init="pretrained", sizes=[100]
     ).assign(fraction=1.0)
-    jobs = finetune_process(history, test, n_classes={"t": 4})
+    jobs = finetune_process(history, test, chance={"t": 0.25})
     assert list(jobs.columns) == PROCESS_COLUMNS
     jobs = jobs.set_index("seed")
     assert jobs.loc[0, "epoch_to_level"] == 3
@@ -279,3 +281,102 @@ def test_finetune_process_without_classes_skips_chance():
 def test_learning_curves_reject_ece():
     with pytest.raises(ValueError, match="score metric"):
         learning_curve_fits(power_law_results(), metric="ece", n_boot=0)
+
+
+# An imbalanced binary test set: 80 examples of class 0, 20 of class 1.
+IMBALANCED = np.array([0] * 80 + [1] * 20)
+
+
+def predictions_table(preds, seed=0, labels=IMBALANCED):
+    """Per-example predictions of one job (the keys of `history_rows`)."""
+    return pd.DataFrame(
+        {
+            "model": "m",
+            "task": "t",
+            "init": "pretrained",
+            "method": "full",
+            "fraction": 1.0,
+            "seed": seed,
+            "n_train": 100,
+            "row_id": np.arange(len(labels)),
+            "label": labels,
+            "pred": preds,
+        }
+    ).assign(correct=lambda d: d["pred"] == d["label"])
+
+
+def test_chance_is_the_majority_rate_of_the_test_split():
+    summary = pd.DataFrame(
+        {
+            "task": "t",
+            "split": ["train", "train", "test", "test"],
+            "label": [0, 1, 0, 1],
+            "count": [10, 90, 80, 20],
+        }
+    )
+    assert chance_scores(summary) == {"t": pytest.approx(0.8)}  # not 1/k = 0.5
+    assert chance_scores(summary, "macro_f1")["t"] == pytest.approx(2 * 0.8 / (1.8 * 2))
+    # from predictions: each test row counted once, whatever the number of jobs
+    preds = pd.concat([predictions_table(IMBALANCED), predictions_table(0 * IMBALANCED, 1)])
+    assert chance_scores(preds) == {"t": pytest.approx(0.8)}
+
+
+def test_constant_predictor_on_imbalanced_set_is_at_chance_and_collapsed():
+    rng = np.random.default_rng(0)
+    good = IMBALANCED.copy()
+    good[rng.choice(100, 5, replace=False)] ^= 1  # 95 % right, both classes predicted
+    preds = pd.concat([predictions_table(np.zeros(100, int), 0), predictions_table(good, 1)])
+    history = pd.DataFrame(
+        history_rows(0, [0.8, 0.8], [0.6, 0.5]) + history_rows(1, [0.8, 0.95], [0.6, 0.2])
+    )
+    test = results_table([np.array([0.80, 0.95])], init="pretrained", sizes=[100])
+    test = test.assign(fraction=1.0)
+    chance = chance_scores(preds)
+    jobs = finetune_process(history, test, chance=chance, predictions=preds).set_index("seed")
+    constant, fine = jobs.loc[0], jobs.loc[1]
+    assert constant["chance"] == pytest.approx(0.8)
+    assert constant["at_chance"] and constant["collapsed"] and constant["diverged"]
+    assert constant["top_pred_share"] == pytest.approx(1.0)
+    assert "collapsed" in constant["diverged_reason"]
+    assert not fine["at_chance"] and not fine["collapsed"] and not fine["diverged"]
+
+    row = training_difficulty(jobs.reset_index()).iloc[0]
+    assert row["n_collapsed"] == 1 and row["collapsed_rate"] == pytest.approx(0.5)
+    assert row["n_at_chance"] == 1 and bool(row["collapsed"])
+    assert row["top_pred_share"] == pytest.approx(1.0) and row["chance"] == pytest.approx(0.8)
+
+
+def test_collapse_needs_predictions_more_concentrated_than_the_labels():
+    labels = np.array([0] * 97 + [1] * 3)
+    perfect = predictions_table(labels, 0, labels=labels)  # 97 % one class, but right
+    near_constant = predictions_table(np.r_[np.zeros(96, int), 1, 1, 1, 0], 1)  # 96 % class 0
+    table = prediction_collapse(pd.concat([perfect, near_constant])).set_index("seed")
+    assert not table.loc[0, "collapsed"] and table.loc[0, "top_pred_share"] == pytest.approx(0.97)
+    assert table.loc[1, "collapsed"] and table.loc[1, "top_pred_share"] == pytest.approx(0.97)
+
+
+def flat_results(score, sizes=SIZES):
+    return results_table([np.full(SEEDS, score) for _ in sizes], sizes=sizes)
+
+
+def test_curve_at_chance_is_never_reached_not_zero_examples():
+    flat = flat_results(0.8)
+    before = data_needed(flat, n_boot=0)
+    assert (before["n_needed"] < 1).all()  # what a flat curve gives without chance: 0
+    table = data_needed(flat, n_boot=20, chance={"t": 0.8})
+    assert table["never_reached"].all() and not table["reachable"].any()
+    assert table[["n_needed", "n_lo", "n_hi"]].isna().all().all()
+    assert "chance" in table["never_reached_reason"].iloc[0]
+
+
+def test_curve_of_collapsed_runs_is_never_reached_and_a_real_curve_is_not():
+    slightly_above = flat_results(0.81)
+    process = slightly_above.drop_duplicates(["n_train", "seed"]).assign(collapsed=True)
+    table = data_needed(slightly_above, n_boot=0, chance=0.8, process=process)
+    assert table["never_reached"].all() and table["n_needed"].isna().all()
+    assert "collapsed" in table["never_reached_reason"].iloc[0]
+
+    real = power_law_results(noise=0.0)  # 0.72 -> 0.85, chance 0.5
+    table = data_needed(real, n_boot=0, chance=0.5, process=process.assign(collapsed=False))
+    assert not table["never_reached"].any() and table["reachable"].all()
+    assert (table["never_reached_reason"] == "").all()

@@ -38,7 +38,16 @@ CFG = parse_config(
                 "max_train": 60,
             }
         ],
-        "finetune": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "image_size": 32},
+        "finetune": {
+            "epochs": 2,
+            "min_steps": 1,
+            "eval_points": 2,
+            "patience": 0,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "probe_c": 1.0,
+            "image_size": 32,
+        },
     }
 )
 
@@ -72,6 +81,7 @@ def test_full_finetune_history_and_evaluation_round_trip(setup):
     subset = subsample(data, 1.0, seed=0)
     history = finetune(job("r18"), data, subset, root / "ft", snapshot=root / "snap", threads=2)
     assert list(history["epoch"]) == [1, 2]
+    assert list(history["step"]) == [4, 8] and (history["stop_reason"] == "budget").all()
     assert history["samples_seen"].iloc[-1] == 2 * 60
     assert np.isfinite(history["train_loss"]).all() and not history["diverged"].any()
     assert history["wall_s"].is_monotonic_increasing

@@ -247,3 +247,84 @@ def test_bad_inputs_raise_for_leep_and_nce():
         leep(probs, np.array([0, 1, 0]))
     with pytest.raises(ValueError, match="at least 2 classes"):
         nce(np.array([0, 1, 0, 1]), np.array([1, 1, 1, 1]))
+
+
+# ------------------------------------------------------------ frozen-feature reference
+
+
+def feature_table(n_per=30, k=3, d=8, sep=6.0, seed=0):
+    """A cached-feature table (row_id, split, label, feature) of separable blobs: 60% training
+    pool, 20% validation, 20% test, every class in every split."""
+    import pandas as pd
+
+    feats, labels = blobs(n_per=n_per, k=k, d=d, sep=sep, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    feats, labels = feats[order], labels[order]
+    rank = np.array([np.sum(labels[:i] == labels[i]) for i in range(len(labels))])
+    split = np.where(
+        rank < 0.6 * n_per, "train", np.where(rank < 0.8 * n_per, "validation", "test")
+    )
+    return pd.DataFrame(
+        {
+            "row_id": np.arange(len(labels)),
+            "split": split,
+            "label": labels,
+            "feature": list(feats.astype(np.float32)),
+        }
+    )
+
+
+def test_frozen_probe_scores_on_every_subset_and_separable_features_score_high():
+    from ptmeval.transfer import FROZEN_COLUMNS, PROBE_C_GRID, frozen_probe_scores
+
+    features = feature_table()
+    pool = features.loc[features["split"] == "train", "row_id"].to_numpy()
+    subsets = {
+        (0.5, 0): features.loc[features["row_id"].isin(pool[::2]), ["row_id"]],
+        (1.0, 0): features.loc[features["row_id"].isin(pool), ["row_id"]],
+    }
+    table = frozen_probe_scores("m", "t", features, subsets)
+    assert list(table.columns) == FROZEN_COLUMNS
+    assert len(table) == 4 and set(table["metric"]) == {"accuracy", "macro_f1"}
+    assert table.set_index(["fraction", "metric"]).loc[(0.5, "accuracy"), "n_train"] == len(
+        pool[::2]
+    )
+    assert table["probe_c"].isin(PROBE_C_GRID).all() and (table["init"] == "pretrained").all()
+    assert (table["value"] > 0.95).all() and (table["val_accuracy"] > 0.95).all()
+
+
+def test_frozen_probe_scores_noise_is_near_chance_and_bad_subsets_are_named():
+    import pandas as pd
+
+    from ptmeval.transfer import frozen_probe_scores
+
+    features = feature_table()
+    rng = np.random.default_rng(3)
+    features["feature"] = list(rng.normal(size=(len(features), 8)).astype(np.float32))
+    pool = features.loc[features["split"] == "train", ["row_id"]]
+    acc = frozen_probe_scores("m", "t", features, {(1.0, 0): pool}).query("metric == 'accuracy'")
+    assert acc["value"].iloc[0] < 0.7  # 3 classes: chance is 1/3
+    one_class = features[(features["split"] == "train") & (features["label"] == 0)][["row_id"]]
+    table = frozen_probe_scores("m", "t", features, {(0.1, 1): one_class})
+    assert table["value"].isna().all() and "single class" in table["note"].iloc[0]
+    test_row = features.loc[features["split"] == "test", ["row_id"]].iloc[:3]
+    with pytest.raises(ValueError, match="not in the features' training split"):
+        frozen_probe_scores("m", "t", features, {(1.0, 0): pd.concat([pool, test_row])})
+
+
+def test_read_subsets_keys_by_fraction_and_seed(tmp_path):
+    import pandas as pd
+
+    from ptmeval.io import write_table
+    from ptmeval.transfer import read_subsets
+
+    paths = []
+    for fraction, seed in (("0.125", 0), ("1", 2)):
+        path = tmp_path / "subsample" / "t" / fraction / str(seed) / "train.parquet"
+        write_table(pd.DataFrame({"row_id": [1, 2], "label": [0, 1]}), path)
+        paths.append(path)
+    subsets = read_subsets(paths)
+    assert sorted(subsets) == [(0.125, 0), (1.0, 2)]
+    assert list(subsets[(1.0, 2)].columns) == ["row_id"]
+    with pytest.raises(ValueError, match="not a subset path"):
+        read_subsets([tmp_path / "x" / "train.parquet"])

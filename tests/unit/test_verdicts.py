@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from ptmeval.aggregate import task_similarity, transfer_prediction
-from ptmeval.verdicts import accessibility, compatibility
+from ptmeval.verdicts import accessibility, compatibility, failed_runs
 
 HARDWARE = [
     {"name": "small, 1 GB", "device": "cpu", "memory_gb": 1},
@@ -159,3 +159,31 @@ def test_prediction_cost_counts_shared_features_on_the_fine_tune_side():
     assert cost.loc["probe", "predict_wall_s"] == 1.0
     assert cost.loc["probe", "finetune_wall_s"] == 30.5
     assert bool(cost.loc["probe", "shared_features"]) and not cost.loc["full", "shared_features"]
+
+
+def test_failed_runs_name_collapsed_and_at_chance_configurations():
+    base = {"task": "bbc", "method": "full", "n_jobs": 5, "chance": 0.225}
+    difficulty = pd.DataFrame(
+        [
+            {
+                **base,
+                "model": "minilm",
+                "init": "scratch",
+                "n_collapsed": 5,
+                "n_at_chance": 5,
+                "test_score_mean": 0.225,
+            },
+            {
+                **base,
+                "model": "minilm",
+                "init": "pretrained",
+                "n_collapsed": 0,
+                "n_at_chance": 0,
+                "test_score_mean": 0.95,
+            },
+        ]
+    )
+    (sentence,) = failed_runs(difficulty)
+    assert sentence.startswith("minilm (scratch, full) on bbc: 5 of 5 runs collapsed")
+    assert "5 of 5 runs scored at or below chance" in sentence and "chance 0.225" in sentence
+    assert failed_runs(pd.DataFrame()) == []

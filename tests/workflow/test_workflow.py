@@ -48,6 +48,7 @@ def test_dry_run_e2e_config(tmp_path):
     assert result.returncode == 0, result.stderr
     stats = job_stats(result.stdout + result.stderr)
     assert stats["finetune"] == 16 and stats["render_report"] == 1
+    assert stats["select_hparams"] == 4  # minilm × 2 inits, tfidf, efficientnet-lite0
 
 
 def bad_config(tmp_path, mutate) -> subprocess.CompletedProcess:

@@ -8,8 +8,9 @@ only when a job needs the model.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ptmeval._names import unknown_name_message
 from ptmeval.errors import ConfigError
@@ -29,6 +30,8 @@ class AdapterSpec:
     inits: tuple[str, ...]  # initialisations it supports
     needs_source: bool  # whether the model entry must name a source
     neural: bool = True  # False for classical baselines (no torch model)
+    # options checked with the config (name -> allowed values); None: the adapter checks its own
+    options: Mapping[str, tuple[str, ...]] | None = None
 
 
 ADAPTERS: dict[str, AdapterSpec] = {}
@@ -48,6 +51,8 @@ register(
         methods=("full", "linear_probe"),
         inits=("pretrained", "scratch"),
         needs_source=True,
+        # feature pooling over the real tokens, for probes and transferability scores
+        options={"pooling": ("mean", "last")},
     )
 )
 register(
@@ -89,6 +94,19 @@ def get_spec(name: str) -> AdapterSpec:
         return ADAPTERS[name]
     except KeyError:
         raise ConfigError(unknown_name_message("adapter", name, ADAPTERS)) from None
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise a ConfigError naming the first option that adapter `name` does not declare, or
+    whose value it does not allow (an adapter that declares none checks its own)."""
+    declared = get_spec(name).options
+    if declared is None:
+        return
+    for key, value in options.items():
+        if key not in declared:
+            raise ConfigError(unknown_name_message(f"{name} option", key, declared))
+        if value not in declared[key]:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(declared[key])}")
 
 
 def get_adapter(name: str, options: dict | None = None) -> ModelAdapter:

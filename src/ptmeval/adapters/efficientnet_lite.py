@@ -89,6 +89,9 @@ class Adapter(ModelAdapter):
             "architecture": arch["variant"],
             "source_classes": arch["num_classes"],
             "feature_pooling": "global average",
+            "source_head": f"ImageNet-1k classifier ({arch['num_classes']} classes)"
+            if source_head is not None
+            else "none (random init)",
             "input_resolution": size,
             "channels": 3,
             "pretraining_objective": "ImageNet-1k classification"

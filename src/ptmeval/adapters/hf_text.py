@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ptmeval.adapters import check_options
 from ptmeval.adapters._base import LoadedModel, ModelAdapter, last_linear
 from ptmeval.errors import ModelSourceError
 
@@ -80,6 +82,27 @@ def refuse_remote_code(folder: Path, trusted: bool) -> None:
         )
 
 
+POOLING_LABELS = {"mean": "mean over real tokens", "last": "last real token"}
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """One vector per sequence from the hidden states (batch × tokens × dim) of its real tokens
+    (`mask` 1), padded on either side: 'mean' averages them, 'last' takes the last one.
+
+    Padding positions never enter: they are selected away, not multiplied by 0 (a padding
+    position's state can be NaN when its attention row is fully masked).
+    """
+    real = mask.bool()
+    if how == "last":
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = torch.where(real, positions, -1).amax(1).clamp(min=0)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if how != "mean":
+        raise ValueError(f"unknown pooling '{how}' (one of {', '.join(POOLING_LABELS)})")
+    summed = torch.where(real.unsqueeze(-1), hidden, torch.zeros((), dtype=hidden.dtype)).sum(1)
+    return summed / real.sum(1, keepdim=True).clamp(min=1).to(hidden.dtype)
+
+
 def _objective(config: Any) -> str:
     """The pretraining objective as the checkpoint declares it (its `architectures`)."""
     archs = getattr(config, "architectures", None) or []
@@ -95,9 +118,47 @@ def _objective(config: Any) -> str:
     return "not declared" if not archs else f"not declared ({', '.join(archs)})"
 
 
+LM_OBJECTIVES = ("causal language modelling", "masked language modelling", "masked LM + next")
+
+
+def source_head(
+    snapshot: Path, config: Any, unexpected: Iterable[str], embeddings: tuple[int, ...]
+) -> tuple[str, int]:
+    """What the checkpoint has on top of the backbone, which the task head replaces (an LM
+    head, pretraining heads), and its parameter count: the checkpoint's float tensors that the
+    sequence-classification model leaves unused. An LM head tied to the input embeddings has no
+    matrix of its own: it is named, and counted once, in the backbone."""
+    from safetensors import safe_open
+
+    unused = set(unexpected)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    count = 0
+    for file in sorted(snapshot.glob("*.safetensors")):
+        with safe_open(file, framework="pt") as f:
+            for key in unused & set(f.keys()):
+                part = f.get_slice(key)
+                shape = tuple(part.get_shape())
+                if not part.get_dtype().startswith(("F", "BF")) or (tied and shape == embeddings):
+                    continue  # buffers (position ids), a saved copy of the tied matrix
+                count += math.prod(shape)
+    lm = is_decoder(config) or _objective(config).startswith(LM_OBJECTIVES)
+    if lm:
+        what = "LM head" + (" (tied to the input embeddings: in the backbone)" if tied else "")
+        return (what + (" + other pretraining heads" if tied and count else ""), count)
+    return ("pretraining heads" if count else "none in the checkpoint", count)
+
+
 class Adapter(ModelAdapter):
     name = "hf-text"
     modality = "text"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(options)
+        check_options(self.name, self.options)
+
+    @property
+    def pooling(self) -> str:
+        return str(self.options.get("pooling", "mean"))
 
     def prepare_snapshot(self, resolved: Path | None, source: Any, out_dir: Path) -> None:
         gguf = getattr(source, "gguf_file", None)
@@ -151,15 +212,23 @@ class Adapter(ModelAdapter):
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         config.pad_token_id = tokenizer.pad_token_id
         if init == "pretrained":
-            model = AutoModelForSequenceClassification.from_pretrained(
-                snapshot, config=config, trust_remote_code=trust_remote_code, dtype=torch.float32
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                snapshot,
+                config=config,
+                trust_remote_code=trust_remote_code,
+                dtype=torch.float32,
+                output_loading_info=True,
             )
+            embeddings = tuple(model.get_input_embeddings().weight.shape)
+            source = source_head(snapshot, config, loading["unexpected_keys"], embeddings)
         else:
             model = AutoModelForSequenceClassification.from_config(
                 config, trust_remote_code=trust_remote_code, dtype=torch.float32
             )
+            source = ("none (random init)", 0)
         _, head = last_linear(model)
         max_length = int(settings.max_length)
+        pooling = self.pooling
 
         token_cache: dict[str, list[int]] = {}
         pad_id = int(tokenizer.pad_token_id)
@@ -186,14 +255,11 @@ class Adapter(ModelAdapter):
             return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
         def features(m: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            out = m.base_model(**batch)
-            hidden = out.last_hidden_state
             mask = batch["attention_mask"]
-            if decoder:  # the last real token, as the sequence-classification head uses
-                last = mask.sum(1) - 1
-                return hidden[torch.arange(hidden.shape[0]), last]
-            weights = mask.unsqueeze(-1).to(hidden.dtype)  # masked mean pooling
-            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+            if decoder and bool((mask[:, 0] == 0).any()):
+                # left padding: number the real tokens from 0, as they are numbered alone
+                batch = {**batch, "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
+            return pool(m.base_model(**batch).last_hidden_state, mask, pooling)
 
         def logits(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             return m(**batch).logits
@@ -205,13 +271,15 @@ class Adapter(ModelAdapter):
             "layers": getattr(config, "num_hidden_layers", None),
             "hidden_size": getattr(config, "hidden_size", None),
             "vocab_size": getattr(config, "vocab_size", None),
-            "feature_pooling": "last token" if decoder else "masked mean",
+            "feature_pooling": POOLING_LABELS[pooling],
             "heads": getattr(config, "num_attention_heads", None),
             "intermediate_size": getattr(config, "intermediate_size", None),
             "max_input_length": getattr(config, "max_position_embeddings", None),
             "tokenizer": type(tokenizer).__name__,
             "declared_architectures": ",".join(getattr(config, "architectures", None) or []),
             "pretraining_objective": _objective(config),
+            "source_head": source[0],
+            "params_source_head": source[1],
             "pad_token_id": tokenizer.pad_token_id,
             "sequence_length": max_length,
             "standard_api": "transformers AutoModelForSequenceClassification"

@@ -73,11 +73,14 @@ def split_task(frame: pd.DataFrame, task: TaskEntry, seed: int) -> pd.DataFrame:
     if not has_split:
         rest = np.setdiff1d(rest, test)
     order = rest[stratified_order(frame["label"].to_numpy()[rest], seed + 1)]
-    val, train = order[: task.val_size], order[task.val_size : task.val_size + task.max_train]
+    val, train = (
+        order[: task.val_examples],
+        order[task.val_examples : task.val_examples + task.max_train],
+    )
     if len(train) < 2 or len(test) < 2:
         raise DataError(
             f"tasks '{task.slug}': {len(frame)} examples are too few for test_size "
-            f"{task.test_size} + val_size {task.val_size} + a training pool"
+            f"{task.test_size} + val_size {task.val_examples} + a training pool"
         )
     missing = sorted(set(frame.loc[test, "label_name"]) - set(frame.loc[train, "label_name"]))
     if missing:
@@ -87,7 +90,7 @@ def split_task(frame: pd.DataFrame, task: TaskEntry, seed: int) -> pd.DataFrame:
         )
         raise DataError(
             f"tasks '{task.slug}': class {detail} has no training example with test_size "
-            f"{task.test_size}, val_size {task.val_size}, max_train {task.max_train}; "
+            f"{task.test_size}, val_size {task.val_examples}, max_train {task.max_train}; "
             "raise max_train or drop the class"
         )
     frame["split"] = None

@@ -2,7 +2,7 @@
 
 What is run. `finetune_deepspeed` (in the rule's process) writes a spec (the job, the training
 and validation frames as Parquet, the snapshot and output paths) to a temporary folder and
-launches `finetune.gpus_per_job` worker processes running `python -m ptmeval.ds_engine --spec
+launches `finetune.gpus_per_job` worker processes running `python -m ptmeval.training.ds_engine --spec
 <spec.json>`: with the `deepspeed` launcher on GPUs (`finetune.use_gpus`), with `torchrun` on the
 CPU (DeepSpeed's CPU accelerator, `DS_ACCELERATOR=cpu`, gloo; each process gets
 max(1, threads // processes) threads). The workers' output goes to the job's log; a failure
@@ -31,7 +31,11 @@ Where it differs from the plain path.
 - Training is in float32 (no fp16/bf16), like the plain path.
 - Dropout masks come from each rank's own generator (seeded alike), so with more than one
   process the run is not step-for-step identical to the plain path; with one process it is.
-- Validation runs after each epoch on rank 0 with `predict_probs`. Under ZeRO-3 every rank runs
+- The protocol is the plain path's, through the same loop (ptmeval.training.loop): the step
+  budget, validation points, early stopping and the best validation point's weights; rank 0
+  decides (validation, early stopping) and broadcasts its decisions, so that every rank stops
+  at the same step. Rank 0 keeps a CPU copy of the best weights and writes those.
+- Validation runs on rank 0 with `predict_probs`. Under ZeRO-3 every rank runs
   the forward passes (the parameters are gathered collectively), under `torch.no_grad` rather
   than `predict_probs`' inference mode, which spoils the gathered parameters; rank 0 keeps the
   result.
@@ -62,7 +66,7 @@ import pandas as pd
 from ptmeval.errors import PtmevalError
 from ptmeval.jobs import FinetuneJob
 
-log = logging.getLogger("ptmeval.ds_engine")  # also when run as __main__
+log = logging.getLogger("ptmeval.training.ds_engine")  # also when run as __main__
 
 SPEC_FILE = "spec.json"
 HISTORY_FILE = "history.parquet"
@@ -88,7 +92,7 @@ def launcher_command(
     if nproc < 1:
         raise PtmevalError(f"gpus_per_job must be >= 1 (got {nproc})")
     bin_dir = Path(sys.executable).parent
-    worker = ["ptmeval.ds_engine", "--spec", str(spec_path)]
+    worker = ["ptmeval.training.ds_engine", "--spec", str(spec_path)]
     if not use_gpus:
         return [
             str(bin_dir / "torchrun"),
@@ -149,7 +153,7 @@ def finetune_deepspeed(
     `out_dir/model.safetensors`. Returns the history (the plain path's columns)."""
     import importlib.util
 
-    from ptmeval.training import input_column, num_labels
+    from ptmeval.training.basics import input_column, num_labels
 
     settings = job.finetune
     nproc = settings.gpus_per_job
@@ -305,6 +309,89 @@ def _ds_config(settings: Any, micro: int, world: int, use_gpus: bool) -> dict[st
     }
 
 
+class DeepSpeedStrategy:
+    """The loop's optimizer step and validation on a DeepSpeed engine (one per rank): rank r
+    takes every `world`-th micro-batch of the global batch; losses are weighted so that each
+    step follows the gradient of the mean loss over the global batch."""
+
+    def __init__(
+        self,
+        engine: Any,
+        views: tuple[Any, Any],
+        spec: dict[str, Any],
+        rank: int,
+        world: int,
+        items: list[Any],
+        targets: Any,
+        val_items: list[Any],
+        device: Any,
+    ) -> None:
+        self.engine, (self.train_view, self.eval_view) = engine, views
+        self.settings = FinetuneJob.model_validate(spec["job"]).finetune
+        self.rank, self.world = rank, world
+        self.items, self.targets, self.val_items, self.device = items, targets, val_items, device
+        self.parts = world * self.settings.gradient_accumulation
+        self.stage3 = self.settings.zero_stage == 3
+
+    def train_step(self, indices: list[int]) -> float:
+        import torch
+        from deepspeed import comm as dist
+
+        self.engine.train()
+        pieces = np.array_split(np.asarray(indices), self.parts)
+        step_total = 0.0
+        for piece in pieces[self.rank :: self.world]:
+            weight = self.parts / len(indices) if len(piece) else 0.0
+            idx = piece.tolist() if len(piece) else indices[:1]  # weight 0: keeps in step
+            batch = self.train_view.collate([self.items[i] for i in idx])
+            logits = self.train_view.logits_fn(self.engine, batch)
+            summed = torch.nn.functional.cross_entropy(
+                logits.float(), self.targets[idx].to(self.device), reduction="sum"
+            )
+            total = summed.detach() * (1.0 if weight else 0.0)
+            dist.all_reduce(total)  # the same value on every rank: they stop together
+            if not torch.isfinite(total):
+                return float("nan")
+            step_total += float(total)
+            self.engine.backward(summed * weight)
+            self.engine.step()  # DeepSpeed steps the optimizer at accumulation boundaries
+        return step_total / len(indices)
+
+    def validate(self) -> np.ndarray | None:
+        from ptmeval.training.basics import predict_probs
+
+        size = self.settings.eval_batch_size
+        if self.stage3:  # every rank takes part in gathering the parameters
+            probs = _predict_probs_zero3(self.eval_view, self.val_items, size)
+            return probs if self.rank == 0 else None
+        return predict_probs(self.eval_view, self.val_items, size) if self.rank == 0 else None
+
+    def agree(self, flag: bool) -> bool:
+        import torch
+        from deepspeed import comm as dist
+
+        value = torch.tensor([1 if flag else 0], device=self.device)
+        dist.broadcast(value, 0)
+        return bool(value.item())
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """Rank 0's CPU copy of the full weights (gathered under ZeRO-3 by every rank)."""
+        import deepspeed
+
+        model = self.engine.module
+        if self.stage3:
+            state: dict[str, Any] | None = None
+            with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+                if self.rank == 0:
+                    state = {
+                        k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                    }
+            return state
+        if self.rank == 0:
+            return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return None
+
+
 def _train(spec: dict[str, Any], rank: int, world: int) -> None:
     import deepspeed
     import torch
@@ -312,15 +399,23 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
     from deepspeed.accelerator import get_accelerator
     from safetensors.torch import save_model
 
-    from ptmeval.training import (
+    from ptmeval.training.basics import (
         WEIGHTS_FILE,
-        _history_row,
-        _val_scores,
         adamw_with_schedule,
         load_for_task,
-        predict_probs,
         seed_everything,
         set_threads,
+        val_scores,
+    )
+    from ptmeval.training.loop import (
+        Budget,
+        Callback,
+        DivergenceGuard,
+        EarlyStopping,
+        HistoryRecorder,
+        Progress,
+        ProgressLog,
+        run_loop,
     )
 
     job = FinetuneJob.model_validate(spec["job"])
@@ -349,10 +444,10 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
     col = spec["column"]
     items = train[col].tolist()
     targets = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
-    val_items, val_target = val[col].tolist(), val["label"].to_numpy()
-
+    val_target = val["label"].to_numpy()
+    budget = Budget.plan(len(items), settings)
     optimizer, schedule = adamw_with_schedule(
-        model, settings, len(items), fused=False
+        model, settings, budget.steps, fused=False
     )  # as the plain path
 
     engine, _, _, _ = deepspeed.initialize(
@@ -361,96 +456,51 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
         config=_ds_config(settings, micro, world, bool(spec["use_gpus"])),
     )
-    train_view, eval_view = _device_views(loaded, device)
-    stage3 = settings.zero_stage == 3
-    parts = world * ga
+    strategy = DeepSpeedStrategy(
+        engine,
+        _device_views(loaded, device),
+        spec,
+        rank,
+        world,
+        items,
+        targets,
+        val[col].tolist(),
+        device,
+    )
     generator = torch.Generator().manual_seed(job.seed)
-    rows: list[dict[str, Any]] = []
-    seen, wall, diverged = 0, 0.0, False
-    for epoch in range(1, settings.epochs + 1):
-        engine.train()
-        start = time.perf_counter()
-        order = torch.randperm(len(items), generator=generator).tolist()
-        losses: list[float] = []
-        for s in range(0, len(order), settings.batch_size):
-            chunk = order[s : s + settings.batch_size]
-            pieces = np.array_split(np.asarray(chunk), parts)
-            step_total = 0.0
-            for piece in pieces[rank::world]:
-                weight = parts / len(chunk) if len(piece) else 0.0
-                idx = piece.tolist() if len(piece) else chunk[:1]  # weight 0: keeps in step
-                batch = train_view.collate([items[i] for i in idx])
-                logits = train_view.logits_fn(engine, batch)
-                summed = torch.nn.functional.cross_entropy(
-                    logits.float(), targets[idx].to(device), reduction="sum"
-                )
-                total = summed.detach() * (1.0 if weight else 0.0)
-                dist.all_reduce(total)  # the same value on every rank: they stop together
-                if not torch.isfinite(total):
-                    diverged = True
-                    break
-                step_total += float(total)
-                engine.backward(summed * weight)
-                engine.step()  # DeepSpeed steps the optimizer at accumulation boundaries
-            if diverged:
-                break
-            losses.append(step_total / len(chunk))
-            seen += len(chunk)
-        epoch_wall = time.perf_counter() - start
-        wall += epoch_wall
-        if stage3:  # every rank takes part in gathering the parameters; rank 0 keeps the result
-            probs = _predict_probs_zero3(eval_view, val_items, settings.eval_batch_size)
-        elif rank == 0:
-            probs = predict_probs(eval_view, val_items, settings.eval_batch_size)
-        if rank == 0:
-            rows.append(
-                _history_row(
-                    job,
-                    len(items),
-                    epoch=epoch,
-                    train_loss=float(np.mean(losses)) if losses else float("nan"),
-                    **_val_scores(probs, val_target),
-                    epoch_wall_s=epoch_wall,
-                    wall_s=wall,
-                    samples_seen=seen,
-                    trainable_params=trainable,
-                    diverged=diverged,
-                )
-            )
-            log.info(
-                "epoch %d/%d: loss %.4f, val accuracy %.3f, %.1f s (lr %.2e)",
-                epoch,
-                settings.epochs,
-                rows[-1]["train_loss"],
-                rows[-1]["val_accuracy"],
-                epoch_wall,
-                engine.get_lr()[0],
-            )
-        if diverged:
-            log.warning("loss is not finite: training stopped (diverged)")
-            break
-
+    early = EarlyStopping(job.metric, settings.patience)
+    callbacks: list[Callback] = [
+        DivergenceGuard(),
+        HistoryRecorder(job, len(items), trainable, budget),
+        early,
+        ProgressLog(budget),
+    ]
+    progress = run_loop(
+        strategy,
+        len(items),
+        settings.batch_size,
+        budget,
+        Progress(),
+        callbacks,
+        early,
+        shuffle=lambda n: torch.randperm(n, generator=generator).tolist(),
+        score=lambda probs: val_scores(probs, val_target),
+    )
     # DeepSpeed's parameters are views into flat buffers (which safetensors refuses to save):
-    # rank 0 copies the weights into a fresh instance of the architecture (as `evaluate` builds
-    # it) and saves that, so the file has the plain path's keys (tied weights stored once).
-    state: dict[str, Any] = {}
-    if stage3:
-        params = list(model.parameters())
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-            if rank == 0:
-                state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    elif rank == 0:
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    # rank 0 copies the best validation point's weights into a fresh instance of the
+    # architecture (as `evaluate` builds it) and saves that, so the file has the plain path's
+    # keys (tied weights stored once).
+    best = early.best_weights if early.best_weights is not None else strategy.snapshot()
     if rank == 0:
         fresh = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), "scratch").model
-        fresh.load_state_dict(state)
+        fresh.load_state_dict(best)
         save_model(fresh, str(Path(spec["out_dir"]) / WEIGHTS_FILE))
-        pd.DataFrame(rows).to_parquet(spec["history"])
+        pd.DataFrame(progress.rows).to_parquet(spec["history"])
     dist.barrier()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Worker entry point: `python -m ptmeval.ds_engine --spec <spec.json>` (one per rank)."""
+    """Worker entry point: `python -m ptmeval.training.ds_engine --spec <spec.json>` (one per rank)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--spec", required=True, type=Path)
     parser.add_argument("--local_rank", type=int, default=None)  # passed by `deepspeed`
