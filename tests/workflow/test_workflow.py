@@ -32,12 +32,14 @@ def test_dry_run_default_config(tmp_path):
     result = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     stats = job_stats(result.stdout + result.stderr)
-    # 2 text tasks × 4 sizes × 2 seeds × (minilm 2 inits + smollm2 1 + tfidf 1) + mnist × 4 × 2 × 2 inits
-    assert stats["finetune"] == 2 * 4 * 2 * 4 + 4 * 2 * 2 == stats["evaluate"]
+    # 2 text tasks × 4 sizes × 2 seeds × (minilm 2 inits + smollm2 1 + tfidf 1)
+    # + mnist × 4 × 2 × (efficientnet-lite0 2 inits + lite1 1 + lite2 1)
+    assert stats["finetune"] == 2 * 4 * 2 * 4 + 4 * 2 * 4 == stats["evaluate"]
     assert (
-        stats["download_model"] == 3
+        stats["download_model"] == 5
         and stats["prepare_task"] == 3
-        and stats["extract_features"] == 5
+        and stats["extract_features"] == 7
+        and stats["select_hparams"] == 2 * 4 + 4
     )
 
 
