@@ -65,15 +65,7 @@ def evaluate(
     """(metrics in long form, per-example predictions) on the fixed test split."""
     test, probs = test_probs(job, data, model_dir, snapshot, features, threads)
     target = test["label"].to_numpy()
-    keys = {
-        "model": job.model,
-        "task": job.task,
-        "fraction": job.fraction,
-        "seed": job.seed,
-        "init": job.init,
-        "method": job.method,
-        "n_train": subset_size,
-    }
+    keys = {**job.keys(), "n_train": subset_size}
     scores = score_all(probs, target)
     metrics = pd.DataFrame(
         [

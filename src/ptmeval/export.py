@@ -172,14 +172,7 @@ def export_check(
     latency_batch_sizes: tuple[int, ...] = (1, 32),
 ) -> pd.DataFrame:
     """One row of findings for the fine-tuned model in `model_dir`."""
-    row: dict[str, Any] = {
-        "model": job.model,
-        "task": job.task,
-        "init": job.init,
-        "method": job.method,
-        "fraction": job.fraction,
-        "seed": job.seed,
-    }
+    row: dict[str, Any] = job.keys()
     if not get_spec(job.adapter).neural or snapshot is None:
         row.update(
             standard_api="scikit-learn (not a torch model)",

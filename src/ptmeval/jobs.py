@@ -30,3 +30,14 @@ class FinetuneJob(ModelJob):
     seed: int
     init: Literal["pretrained", "scratch"]
     metric: Literal["accuracy", "macro_f1"] = "accuracy"  # validation: selection, early stop
+
+    def keys(self) -> dict[str, Any]:
+        """The columns that identify this job's rows in every per-job table."""
+        return {
+            "model": self.model,
+            "task": self.task,
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "init": self.init,
+            "method": self.method,
+        }

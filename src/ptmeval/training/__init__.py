@@ -85,5 +85,4 @@ def finetune(
         out,
         threads,
         Path(checkpoint_dir) if checkpoint_dir is not None else None,
-        metric=job.metric,
     )

@@ -66,16 +66,7 @@ def predict_probs(loaded: Any, items: Sequence[Any], batch_size: int) -> np.ndar
 
 def history_row(job: FinetuneJob, n_train: int, **values: Any) -> dict[str, Any]:
     """One row of a fine-tune's history table (one per validation point)."""
-    return {
-        "model": job.model,
-        "task": job.task,
-        "fraction": job.fraction,
-        "seed": job.seed,
-        "init": job.init,
-        "method": job.method,
-        "n_train": n_train,
-        **values,
-    }
+    return {**job.keys(), "n_train": n_train, **values}
 
 
 def val_scores(probs: np.ndarray, target: np.ndarray) -> dict[str, float]:

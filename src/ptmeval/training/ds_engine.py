@@ -407,16 +407,7 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
         set_threads,
         val_scores,
     )
-    from ptmeval.training.loop import (
-        Budget,
-        Callback,
-        DivergenceGuard,
-        EarlyStopping,
-        HistoryRecorder,
-        Progress,
-        ProgressLog,
-        run_loop,
-    )
+    from ptmeval.training.loop import Budget, Progress, protocol_callbacks, run_loop
 
     job = FinetuneJob.model_validate(spec["job"])
     settings = job.finetune
@@ -468,13 +459,7 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
         device,
     )
     generator = torch.Generator().manual_seed(job.seed)
-    early = EarlyStopping(job.metric, settings.patience)
-    callbacks: list[Callback] = [
-        DivergenceGuard(),
-        HistoryRecorder(job, len(items), trainable, budget),
-        early,
-        ProgressLog(budget),
-    ]
+    callbacks, early = protocol_callbacks(job, len(items), trainable, budget)
     progress = run_loop(
         strategy,
         len(items),
@@ -490,7 +475,9 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
     # rank 0 copies the best validation point's weights into a fresh instance of the
     # architecture (as `evaluate` builds it) and saves that, so the file has the plain path's
     # keys (tied weights stored once).
-    best = early.best_weights if early.best_weights is not None else strategy.snapshot()
+    best = early.best_weights
+    if strategy.agree(best is None):  # no validation point improved: the last weights (rank 0
+        best = strategy.snapshot()  # decides, so that every rank joins a ZeRO-3 gather)
     if rank == 0:
         fresh = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), "scratch").model
         fresh.load_state_dict(best)

@@ -26,11 +26,9 @@ from ptmeval.training.basics import (
 from ptmeval.training.loop import (
     Budget,
     Callback,
-    DivergenceGuard,
     EarlyStopping,
-    HistoryRecorder,
     Progress,
-    ProgressLog,
+    protocol_callbacks,
     run_loop,
 )
 
@@ -130,7 +128,6 @@ def finetune_full(
     out: Path,
     threads: int,
     checkpoint_dir: Path | None = None,
-    metric: str = "accuracy",
 ) -> pd.DataFrame:
     """Plain PyTorch fine-tuning under the loop's protocol; the best validation point's
     weights are written to `out`; resumable from `checkpoint_dir`."""
@@ -151,9 +148,10 @@ def finetune_full(
     budget = Budget.plan(len(items), settings)
     strategy.setup(budget.steps)
     generator = torch.Generator().manual_seed(job.seed)
-    early = EarlyStopping(metric, settings.patience)
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    callbacks, early = protocol_callbacks(job, len(items), trainable, budget)
     progress = Progress()
-    params_hash = config_hash([job.model_dump(mode="json"), metric])
+    params_hash = config_hash(job.model_dump(mode="json"))
     if checkpoint_dir is not None:
         restored = load_checkpoint(
             checkpoint_dir,
@@ -168,7 +166,6 @@ def finetune_full(
             progress = Progress.from_json(state)
             early.best_weights = best
             log.info("resumed from %s at step %d", checkpoint_dir, progress.step)
-    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info(
         "%s: %d examples, budget %d steps (%d per epoch), validation every %d, lr %.2e",
         job.model,
@@ -178,12 +175,6 @@ def finetune_full(
         budget.eval_every,
         settings.lr,
     )
-    callbacks: list[Callback] = [
-        DivergenceGuard(),
-        HistoryRecorder(job, len(items), trainable, budget),
-        early,
-        ProgressLog(budget),
-    ]
     saver = None
     if checkpoint_dir is not None:
         saver = CheckpointSaver(

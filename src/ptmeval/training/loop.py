@@ -192,6 +192,16 @@ class ProgressLog(Callback):
         )
 
 
+def protocol_callbacks(
+    job: FinetuneJob, n_train: int, trainable: int, budget: Budget
+) -> tuple[list[Callback], EarlyStopping]:
+    """The protocol's callbacks, in order (divergence, history, early stopping, log), and the
+    early-stopping one, which holds the best weights."""
+    early = EarlyStopping(job.metric, job.finetune.patience)
+    callbacks = [DivergenceGuard(), HistoryRecorder(job, n_train, trainable, budget), early]
+    return [*callbacks, ProgressLog(budget)], early
+
+
 def run_loop(
     strategy: Strategy,
     n_items: int,

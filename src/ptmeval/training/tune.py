@@ -63,12 +63,7 @@ def select_hyperparameter(
     rows: list[dict[str, Any]] = []
     for value in values:
         row: dict[str, Any] = {
-            "model": job.model,
-            "task": job.task,
-            "init": job.init,
-            "method": job.method,
-            "fraction": job.fraction,
-            "seed": job.seed,
+            **job.keys(),
             "n_train": len(subset),
             "param": param,
             "value": value,
