@@ -89,6 +89,7 @@ AGGREGATES = [
     "pareto",
     "similarity_vs_gain",
     "protocol_check",
+    "tuning",
 ]
 
 

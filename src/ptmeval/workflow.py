@@ -179,7 +179,19 @@ def finetune_job(cfg: Config, wildcards: Any) -> dict[str, Any]:
     return job.model_dump(mode="json")
 
 
-COST_FIELDS = ("epochs", "batch_size", "eval_batch_size", "max_length", "image_size")
+COST_FIELDS = (
+    "epochs",
+    "min_steps",
+    "eval_points",
+    "lr",
+    "lr_grid",
+    "probe_c",
+    "c_grid",
+    "batch_size",
+    "eval_batch_size",
+    "max_length",
+    "image_size",
+)
 
 
 def estimate_params(cfg: Config) -> dict[str, Any]:

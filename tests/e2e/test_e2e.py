@@ -70,7 +70,33 @@ def test_profile_and_provenance(workdir):
     )
     assert prov["params"]["seed"] == 0 and prov["params"]["init"] == "pretrained"
     history = table(workdir, "history")
-    assert set(history["epoch"]) == {1, 2, 3}
+    full = history[(history["method"] == "full") & (history["model"] == "minilm-l6")]
+    # the protocol: at least min_steps (12) steps unless stopped early, one row per validation
+    # point, and the reason it stopped
+    assert set(full["stop_reason"]) <= {"budget", "early_stopping", "diverged"}
+    per_job = full.groupby(["model", "task", "fraction", "seed", "init"])
+    assert (per_job["step"].max() >= 6).all() and (per_job.size() >= 2).all()
+    assert ((full["best_step"] > 0) & (full["best_step"] <= full["budget_steps"])).all()
+    assert (full["budget_steps"] >= 12).all()
+
+
+def test_hyperparameters_chosen_on_validation(workdir):
+    tuning = table(workdir, "tuning")
+    # one selection per model × task × init, each over its 2-value grid, at the largest size
+    chosen = tuning[tuning["chosen"]]
+    assert len(chosen) == 4 and chosen["tuned"].all()
+    assert set(tuning[tuning["param"] == "lr"]["value"]) == {1.0e-4, 3.0e-4}
+    assert set(tuning[tuning["param"] == "c"]["value"]) == {0.1, 1.0}
+    assert (tuning["n_train"] == 96).all() and (tuning["seed"] == 0).all()
+    for (model, task, init), group in tuning.groupby(["model", "task", "init"]):
+        best = group.sort_values(["val_score", "val_loss"], ascending=[False, True]).iloc[0]
+        assert best["chosen"], (model, task, init)
+    history = table(workdir, "history")
+    lrs = history[(history["model"] == "minilm-l6") & (history["init"] == "pretrained")]["lr"]
+    picked = chosen[(chosen["model"] == "minilm-l6") & (chosen["init"] == "pretrained")]
+    assert set(lrs) == {picked["value"].item()}  # every size and seed uses the choice
+    difficulty = table(workdir, "difficulty")
+    assert {"hparam_value", "hparam_spread"} <= set(difficulty.columns)
 
 
 def test_profile_runtime_export_and_transfer_tables(workdir):

@@ -120,8 +120,11 @@ def test_truncated_cache_file_is_named_and_recomputed_with_its_dependants(tmp_pa
     from tests.conftest import job_stats
 
     stats = job_stats(result.stderr + result.stdout)
-    # the subset, the jobs that read it (digits, fraction 1, seed 0: one probe) and what follows
-    assert stats["subsample"] == 1 and stats["finetune"] == 1 and stats["evaluate"] == 1
+    # the subset, the jobs that read it (digits, fraction 1, seed 0: the probe's C selection,
+    # which every digits probe reads, the fine-tune itself, and the frozen-feature probes of the
+    # protocol check) and what follows; nothing of bbc-news
+    assert stats["subsample"] == 1 and stats["select_hparams"] == 1
+    assert stats["finetune"] == 4 and stats["evaluate"] == 4 and stats["transfer_scores"] == 1
     assert "download_model" not in stats and "prepare_task" not in stats
     assert (
         work / "results/.damaged/subsample/digits/1/0/train.parquet"

@@ -40,12 +40,13 @@ PROFILE = REPO / "profiles" / "slurm"
 LOCAL_RULES = {"aggregate", "render_report", "all"}
 KEYS = ["model", "task", "fraction", "seed", "init", "method", "n_train", "metric"]
 # The fine-tune the canceller kills: a full MiniLM fine-tune on the whole training set (the
-# longest jobs, ~15-40 s), once its log shows the first epoch done, i.e. while it is training.
+# longest jobs, ~15-40 s), once its log shows the first validation point, i.e. while it is
+# training.
 # Its log is then not empty, so Snakemake prints it and the job's SLURM log (show-failed-logs)
 # into the main log, with the node-side Snakemake's own 'localrule finetune:' block in it (an
 # empty rule log makes Snakemake 9.27 stop before the SLURM log).
 CANCEL_COMMENT = "rule_finetune_wildcards_minilm-l6_bbc-news_1_"
-CANCEL_WHEN_LOGGED = "epoch 1/"
+CANCEL_WHEN_LOGGED = "val accuracy"  # the protocol's log line at each validation point
 
 BINARIES = {
     "munged": "/usr/sbin/munged",
