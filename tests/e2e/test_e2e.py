@@ -181,6 +181,7 @@ def test_changing_one_finetune_setting_reruns_only_its_jobs(workdir):
     result = run_snakemake("--cores", "2", "--configfile", str(changed), cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert job_stats(result.stderr + result.stdout) == {
+        "estimate_cost": 1,  # a fixed C instead of a grid: one selection fit fewer to estimate
         "select_hparams": 1,  # a fixed C replaces the selection
         "finetune": 4,
         "evaluate": 4,
