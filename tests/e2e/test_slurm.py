@@ -371,7 +371,7 @@ def test_jobs_went_through_slurm(slurm_run):
     log, logs = slurm_run.log, (slurm_run.work / ".snakemake" / "slurm_logs").resolve()
     stats = job_stats(log)
     remote = {rule: n for rule, n in stats.items() if rule not in LOCAL_RULES}
-    assert sum(remote.values()) == 55, stats  # the whole e2e DAG but aggregate, report, all
+    assert sum(remote.values()) == 59, stats  # the whole e2e DAG but aggregate, report, all
     blocks = {b.fields["jobid"]: b for b in parse_blocks(log) if not b.local}
     submissions = parse_submissions(log)
     submitted_rules: dict[str, set[str]] = {}
