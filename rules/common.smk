@@ -5,7 +5,7 @@ from argparse import Namespace
 
 from snakemake.utils import validate
 
-from ptmeval.config import config_hash, load_config
+from ptmeval.config import config_hash, fraction_slug, load_config
 from ptmeval.errors import ConfigError
 from ptmeval._cache import awaiting_recompute, quarantine_damaged
 from ptmeval.workflow import (
@@ -272,9 +272,6 @@ def expected_tables():
 # are recomputed, so that they and everything downstream of them run again.
 _PENDING = awaiting_recompute("results")
 RECOMPUTE = sorted(set(_PENDING) & expected_tables()) if _PENDING else []
-
-
-from ptmeval.config import fraction_slug
 
 
 def get_transfer_subsets(wildcards):

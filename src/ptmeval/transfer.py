@@ -55,6 +55,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ptmeval.config import FinetuneSettings
 from ptmeval.io import read_table
 from ptmeval.metrics import get_metric
 
@@ -613,7 +614,7 @@ def linear_probe_score(features: pd.DataFrame, c: float = 1.0) -> float:
 
 # ------------------------------------------------------- frozen-feature reference scores
 
-PROBE_C_GRID = (0.01, 0.1, 1.0, 10.0)
+PROBE_C_GRID = tuple(FinetuneSettings().c_grid)  # the probes' and TF-IDF's grid: one place
 PROBE_METRICS = ("accuracy", "macro_f1")
 FROZEN_COLUMNS = [
     "model",
