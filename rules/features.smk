@@ -14,8 +14,9 @@ rule extract_features:
     resources:
         mem_mb=8000,
         runtime=120,
+        gpu=get_feature_gpus,
     params:
-        job=get_inference_job,
+        job=get_features_job,
         init="{init}",
         code_version=code_version("extract_features"),
     script:

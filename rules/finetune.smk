@@ -3,6 +3,7 @@ rule finetune:
         unpack(get_finetune_inputs),
     output:
         history="results/finetune/{model}/{task}/{fraction}/{seed}/{init}/history.parquet",
+        probs="results/finetune/{model}/{task}/{fraction}/{seed}/{init}/test_probs.parquet",
         model=directory(
             "results/finetune/{model}/{task}/{fraction}/{seed}/{init}/model"
         ),
@@ -20,6 +21,7 @@ rule finetune:
         gpu=get_gpus,
     params:
         job=get_finetune_job,
+        keep_weights=keeps_weights,
         checkpoint_dir="results/checkpoints/{model}/{task}/{fraction}/{seed}/{init}",
         code_version=code_version("finetune"),
     script:

@@ -186,6 +186,20 @@ class FinetuneSettings(_Strict):
         "largest training size with the first seed; the best on validation is used throughout.",
     )
     probe_max_iter: int = Field(1000, ge=10, description="linear_probe: L-BFGS iterations.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where neural fine-tunes, the selection runs, feature extraction and "
+        "test-set inference run: 'auto' = a CUDA GPU when torch sees one, else the CPU "
+        "(resolved on the machine that runs the job; recorded in the history). 'cuda' also "
+        "makes these jobs request a GPU from the scheduler.",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Mixed precision (torch.autocast, fp32 weights and optimizer state): "
+        "'auto' = bf16 where the hardware computes it natively (CUDA with bf16; a CPU with "
+        "AVX512-BF16 or AMX), else fp32. fp16 adds a gradient scaler. The deepspeed engine "
+        "trains in fp32.",
+    )
     engine: Literal["plain", "deepspeed"] = Field(
         "plain",
         description="Method 'full': 'plain' PyTorch in the job's process, or 'deepspeed' (ZeRO, "
@@ -229,6 +243,11 @@ class FinetuneSettings(_Strict):
                 raise ValueError(f"{key} has duplicates")
         if self.offload_params and self.zero_stage != 3:
             raise ValueError("offload_params needs zero_stage 3")
+        if self.engine == "deepspeed" and self.precision in ("bf16", "fp16"):
+            raise ValueError(
+                f"precision {self.precision} is for the plain engine: the deepspeed engine "
+                "trains in fp32 (use precision auto or fp32 with it)"
+            )
         if self.engine == "deepspeed":
             micro = self.batch_size // (self.gpus_per_job * self.gradient_accumulation)
             if micro < 1:
@@ -470,6 +489,12 @@ class Config(_Strict):
         description="Hardware profiles for the 'smallest hardware that fits' verdict.",
     )
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    keep_weights: bool = Field(
+        False,
+        description="Keep every fine-tuned model's weights under results/finetune (large: one "
+        "copy of the model per size × seed × init). Default: only the weights a later stage "
+        "reads (the export check's) are written, and removed once it has run.",
+    )
     scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
 
     @model_validator(mode="after")

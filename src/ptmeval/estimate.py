@@ -38,6 +38,8 @@ LOAD_RATE = 400e6  # bytes/s to load weights from a snapshot
 EFF_TRAIN = 0.30  # achieved training FLOP/s ÷ matmul peak
 EFF_INFER = 0.35  # achieved inference FLOP/s ÷ matmul peak
 CLASSICAL_FIT = 1.0  # TF-IDF + logistic regression fit / predict (s)
+EVALUATE = 0.3  # metrics and predictions from the cached test probabilities (s)
+EVALUATE_MB = 400.0  # its peak RSS: pandas and pyarrow, no torch
 GGUF_RATE = 25e6  # bytes/s to dequantise a GGUF checkpoint into safetensors
 HEAVY_THREADS = 2
 
@@ -58,7 +60,6 @@ MEMORY_MB: dict[str, tuple[float, float]] = {
     "measure_runtime_infer": (1000.0, 1.7),  # inference only (a linear probe's backbone)
     "extract_features": (900.0, 1.7),
     "finetune": (1300.0, 4.6),
-    "evaluate": (850.0, 3.0),
     "export_check": (1130.0, 2.9),
 }
 
@@ -100,13 +101,15 @@ class ModelCost:
 
 
 def matmul_peak_flops(
-    threads: int = HEAVY_THREADS, size: int = 1024, seconds: float = 0.5
+    threads: int = HEAVY_THREADS, size: int = 1024, seconds: float = 0.5, dtype: str = "float32"
 ) -> float:
-    """This machine's float32 matmul rate (FLOP/s), measured for about `seconds`."""
+    """This machine's matmul rate (FLOP/s) in `dtype` (a torch dtype name), measured for about
+    `seconds` (at least one product after a warm-up one)."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    kind = getattr(torch, dtype)
+    a, b = torch.randn(size, size, dtype=kind), torch.randn(size, size, dtype=kind)
     torch.mm(a, b)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -365,12 +368,12 @@ def estimate(
             n = subset_size(t.max_train, fraction)
             for _ in cfg.subsample.seeds:
                 for _ in inits:
+                    # evaluate scores the test probabilities the fine-tune job computed
+                    add("evaluate", START_LIGHT + EVALUATE, EVALUATE_MB)
                     if cost is None:
-                        add("finetune", START_LIGHT + CLASSICAL_FIT, 400.0)
-                        add("evaluate", START_LIGHT + CLASSICAL_FIT, 400.0)
+                        add("finetune", START_LIGHT + 2 * CLASSICAL_FIT, 400.0)
                     elif m.method == "linear_probe":
-                        add("finetune", START_LIGHT + 1.0, 500.0, cost.basis)
-                        add("evaluate", START_LIGHT + 0.5, 500.0, cost.basis)
+                        add("finetune", START_LIGHT + 1.5, 500.0, cost.basis)
                     else:
                         load = cost.weight_bytes / LOAD_RATE
                         mem = memory_mb("finetune", cost.weight_bytes)
@@ -378,16 +381,9 @@ def estimate(
                             "finetune",
                             START_TORCH
                             + load
-                            + finetune_seconds(n, settings, t.val_examples, cost, peak),
-                            mem,
-                            cost.basis,
-                        )
-                        add(
-                            "evaluate",
-                            START_TORCH
-                            + 2 * load
+                            + finetune_seconds(n, settings, t.val_examples, cost, peak)
                             + t.test_size * cost.forward / (EFF_INFER * peak),
-                            memory_mb("evaluate", cost.weight_bytes),
+                            mem,
                             cost.basis,
                         )
     from ptmeval.workflow import export_targets
@@ -412,7 +408,6 @@ def estimate(
         out["basis"] += f"; without {', '.join(skipped)} (architecture not readable yet)"
     heavy = {
         "finetune",
-        "evaluate",
         "extract_features",
         "profile_model",
         "measure_runtime",

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ptmeval.adapters import get_spec
+from ptmeval.errors import DataError
 from ptmeval.jobs import FinetuneJob
 from ptmeval.metrics import accuracy, macro_f1
 from ptmeval.training import (
@@ -60,6 +61,11 @@ def build_model(job: FinetuneJob, snapshot: Path, model_dir: Path, labels: int) 
     from safetensors.torch import load_model
 
     if job.method == "full":
+        if not (model_dir / WEIGHTS_FILE).exists():
+            raise DataError(
+                f"{model_dir}: no fine-tuned weights (the fine-tune ran when this job was not "
+                "the export check's); rerun it: snakemake -R finetune, or keep_weights: true"
+            )
         loaded = load_for_task(job, snapshot, labels, "scratch")
         load_model(loaded.model, str(model_dir / WEIGHTS_FILE))
         loaded.model.eval()

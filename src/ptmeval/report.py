@@ -652,6 +652,20 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
+def placements(history: pd.DataFrame) -> str:
+    """Where the full fine-tunes ran and in which precision, as their histories record it
+    (resolved on the machine that ran each job: ptmeval.compute)."""
+    if history.empty or "device" not in history:
+        return "no full fine-tune"
+    runs = history.dropna(subset=["device"]).drop_duplicates(
+        ["model", "task", "fraction", "seed", "init"]
+    )
+    if runs.empty:
+        return "no full fine-tune"
+    counts = runs.groupby(["device", "precision"]).size()
+    return "; ".join(f"{d}, {p} ({n} runs)" for (d, p), n in counts.items())
+
+
 def render_report(
     tables: dict[str, pd.DataFrame],
     out_path: str | Path,
@@ -709,6 +723,7 @@ def render_report(
             **_versions(),
             "python": platform.python_version(),
             "hardware": ", ".join(f"{k}={v}" for k, v in hardware().items()),
+            "full fine-tunes ran on": placements(_get(tables, "history")),
         },
         scorecard=scorecard_view(tables),
         failed_runs=failed_runs(_get(tables, "difficulty")),

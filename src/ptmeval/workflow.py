@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ptmeval.adapters import get_spec
+from ptmeval.compute import gpu_requested
 from ptmeval.config import Config, FinetuneSettings, fraction_slug
 from ptmeval.jobs import FinetuneJob, ModelJob
 
@@ -22,10 +23,17 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "prepare_task": ("tasks", "_catalog.py", "_columns.py"),
     "subsample": ("subsample.py", "tasks/__init__.py"),
     "profile_model": ("profiling.py", "training", "adapters"),
-    "extract_features": ("training", "adapters"),
-    "select_hparams": ("training", "adapters", "metrics.py", "checkpoint.py"),
-    "finetune": ("training", "adapters", "metrics.py", "checkpoint.py"),
-    "evaluate": ("evaluation.py", "training", "adapters", "metrics.py"),
+    "extract_features": ("training", "adapters", "compute.py"),
+    "select_hparams": ("training", "adapters", "metrics.py", "checkpoint.py", "compute.py"),
+    "finetune": (
+        "training",
+        "adapters",
+        "metrics.py",
+        "checkpoint.py",
+        "compute.py",
+        "evaluation.py",
+    ),
+    "evaluate": ("evaluation.py", "metrics.py"),
     "measure_runtime": ("runtime.py", "training", "adapters"),
     "export_check": ("export.py", "training", "adapters", "metrics.py"),
     "transfer_scores": ("transfer.py", "metrics.py", "io.py"),
@@ -43,6 +51,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 
 # Settings that only inference-time stages (profile, features) depend on.
 INFERENCE_FIELDS = ("max_length", "image_size", "eval_batch_size")
+PLACEMENT_FIELDS = ("device", "precision")  # where feature extraction runs (ptmeval.compute)
 
 
 def code_version(stage: str) -> str:
@@ -147,13 +156,17 @@ def runtime_settings(cfg: Config, model: str) -> dict[str, Any]:
     return settings
 
 
-def model_job(cfg: Config, model: str, inference_only: bool = False) -> dict[str, Any]:
+def model_job(
+    cfg: Config, model: str, inference_only: bool = False, placed: bool = False
+) -> dict[str, Any]:
     """Params of a per-model job; `inference_only` keeps only the settings inference uses, so
-    that a change of e.g. the learning rate does not rerun profiling or feature extraction."""
+    that a change of e.g. the learning rate does not rerun profiling or feature extraction;
+    `placed` keeps the device and precision too (feature extraction runs there)."""
     entry = cfg.model(model)
     settings = cfg.finetune_settings(model)
     if inference_only:
-        settings = FinetuneSettings(**{f: getattr(settings, f) for f in INFERENCE_FIELDS})
+        fields = INFERENCE_FIELDS + (PLACEMENT_FIELDS if placed else ())
+        settings = FinetuneSettings(**{f: getattr(settings, f) for f in fields})
     job = ModelJob(
         model=model,
         adapter=entry.adapter,
@@ -263,15 +276,21 @@ def finetune_mem_mb(cfg: Config, model: str, attempt: int = 1) -> int:
     return int((2000 + factor * weights) * max(1, attempt))
 
 
-def gpus_for(cfg: Config, model: str) -> int:
-    """GPUs a fine-tune job asks the scheduler for: `gpus_per_job` for a DeepSpeed fine-tune
-    with `use_gpus`, else 0 (the plain path, and DeepSpeed's worker processes on the CPU)."""
+def gpus_for(cfg: Config, model: str, stage: str = "finetune") -> int:
+    """GPUs a job asks the scheduler for. `finetune` (and the selection runs): a plain full
+    fine-tune asks for one when its `device` will be a GPU (ptmeval.compute.gpu_requested), a
+    DeepSpeed one for `gpus_per_job` with `use_gpus`; a linear probe (scikit-learn on cached
+    features) for none. `features`: one when the device will be a GPU."""
     entry = cfg.model(model)
     settings = cfg.finetune_settings(model)
-    neural_full = get_spec(entry.adapter).neural and entry.method == "full"
-    if neural_full and settings.engine == "deepspeed" and settings.use_gpus:
-        return settings.gpus_per_job
-    return 0
+    if not get_spec(entry.adapter).neural:
+        return 0
+    if stage == "finetune":
+        if entry.method != "full":
+            return 0
+        if settings.engine == "deepspeed":
+            return settings.gpus_per_job if settings.use_gpus else 0
+    return 1 if gpu_requested(settings.device) else 0
 
 
 def without_shown_logs(output: str) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from safetensors.torch import load_file
@@ -77,7 +78,9 @@ def test_killed_finetune_resumes_bit_identical(tmp_path):
     data, _ = prepare_task(CFG.tasks[0], seed=0)
     subset = subsample(data, 1.0, seed=3)
     download_model(CFG.models[0], tmp_path / "snap")
-    reference = finetune(JOB, data, subset, tmp_path / "ref", snapshot=tmp_path / "snap", threads=1)
+    reference, reference_probs = finetune(
+        JOB, data, subset, tmp_path / "ref", snapshot=tmp_path / "snap", threads=1
+    )
 
     data.to_parquet(tmp_path / "data.parquet")
     subset.to_parquet(tmp_path / "subset.parquet")
@@ -117,7 +120,7 @@ def test_killed_finetune_resumes_bit_identical(tmp_path):
     child.wait()
     assert (ckpt / "state.json").exists()
 
-    resumed = finetune(
+    resumed, resumed_probs = finetune(
         JOB,
         data,
         subset,
@@ -141,6 +144,7 @@ def test_killed_finetune_resumes_bit_identical(tmp_path):
     a = load_file(tmp_path / "ref" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    np.testing.assert_array_equal(resumed_probs, reference_probs)  # the in-process test scores
     assert not ckpt.exists()  # removed once the job is done
 
 
@@ -158,7 +162,7 @@ def test_checkpoint_from_other_settings_is_ignored(tmp_path):
     save_checkpoint(
         tmp_path / "ckpt", "other-settings", model, opt, sched, torch.Generator(), {"epoch": 3}
     )
-    history = finetune(
+    history, _ = finetune(
         JOB,
         data,
         subset,

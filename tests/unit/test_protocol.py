@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ptmeval.config import parse_config
-from ptmeval.evaluation import evaluate
+from ptmeval.evaluation import evaluate, probs_table
 from ptmeval.jobs import FinetuneJob
 from ptmeval.sources import download_model
 from ptmeval.subsample import subsample
@@ -97,16 +97,16 @@ def test_protocol_reaches_the_frozen_probe_where_a_tiny_budget_does_not(bbc):
     scores = {}
     for name, settings in (("tiny", TINY), ("protocol", PROTOCOL)):
         j = job("minilm", **settings)
-        history = finetune(j, data, subset, root / name, snapshot=root / "snap", threads=2)
-        metrics, _ = evaluate(j, data, len(subset), root / name, snapshot=root / "snap")
+        history, probs = finetune(j, data, subset, root / name, snapshot=root / "snap", threads=2)
+        metrics, _ = evaluate(j, probs_table(j, data, probs, len(subset)))
         scores[name] = accuracy(metrics)
         if name == "protocol":
             assert history["stop_reason"].iloc[-1] in ("early_stopping", "budget")
             assert history["step"].max() >= 30 and history["best_step"].iloc[0] > 0
     p = job("minilm-probe")
     feats = extract_features(p, root / "snap", data, init="pretrained", threads=2)
-    finetune(p, data, subset, root / "probe", features=feats)
-    metrics, _ = evaluate(p, data, len(subset), root / "probe", features=feats)
+    _, probs = finetune(p, data, subset, root / "probe", features=feats)
+    metrics, _ = evaluate(p, probs_table(p, data, probs, len(subset)))
     scores["probe"] = accuracy(metrics)
     print(scores)
     assert scores["tiny"] < scores["probe"] - 0.2  # the fixed tiny budget under-trains

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 
 from ptmeval.config import parse_config
-from ptmeval.evaluation import evaluate
+from ptmeval.evaluation import evaluate, probs_table
 from ptmeval.jobs import FinetuneJob
 from ptmeval.sources import download_model
 from ptmeval.subsample import subsample
 from ptmeval.tasks import prepare_task
-from ptmeval.training import extract_features, finetune
+from ptmeval.training import extract_features, finetune, saved_model_probs
 
 CFG = parse_config(
     {
@@ -79,29 +79,31 @@ def job(model: str, **kw) -> FinetuneJob:
 def test_full_finetune_history_and_evaluation_round_trip(setup):
     root, data = setup
     subset = subsample(data, 1.0, seed=0)
-    history = finetune(job("r18"), data, subset, root / "ft", snapshot=root / "snap", threads=2)
+    history, probs = finetune(
+        job("r18"), data, subset, root / "ft", snapshot=root / "snap", threads=2
+    )
     assert list(history["epoch"]) == [1, 2]
     assert list(history["step"]) == [4, 8] and (history["stop_reason"] == "budget").all()
     assert history["samples_seen"].iloc[-1] == 2 * 60
     assert np.isfinite(history["train_loss"]).all() and not history["diverged"].any()
     assert history["wall_s"].is_monotonic_increasing
-    metrics, preds = evaluate(
-        job("r18"), data, len(subset), root / "ft", snapshot=root / "snap", threads=2
-    )
+    assert set(history["device"]) == {"cpu"} and set(history["precision"]) == {"fp32"}
+    metrics, preds = evaluate(job("r18"), probs_table(job("r18"), data, probs, len(subset)))
     assert set(metrics["metric"]) == {"accuracy", "macro_f1", "ece"}
     assert len(preds) == 40 and preds["row_id"].is_unique
+    assert (preds["n_train"] == len(subset)).all()
     assert np.allclose(np.stack(preds["probs"]).sum(1), 1, atol=1e-5)
-    again, _ = evaluate(
-        job("r18"), data, len(subset), root / "ft", snapshot=root / "snap", threads=2
-    )
-    pd.testing.assert_frame_equal(metrics, again)  # the saved weights reload exactly
+    # the saved weights reload exactly: the same test probabilities as in the job's memory
+    test = data[data["split"] == "test"]
+    again = saved_model_probs(job("r18"), data, test, root / "ft", root / "snap", threads=2)
+    np.testing.assert_allclose(again, probs, rtol=0, atol=1e-6)
 
 
 def test_same_seed_same_history(setup):
     root, data = setup
     subset = subsample(data, 0.5, seed=0)
-    a = finetune(job("r18"), data, subset, root / "a", snapshot=root / "snap", threads=1)
-    b = finetune(job("r18"), data, subset, root / "b", snapshot=root / "snap", threads=1)
+    a, _ = finetune(job("r18"), data, subset, root / "a", snapshot=root / "snap", threads=1)
+    b, _ = finetune(job("r18"), data, subset, root / "b", snapshot=root / "snap", threads=1)
     pd.testing.assert_series_equal(a["train_loss"], b["train_loss"])
 
 
@@ -111,8 +113,8 @@ def test_linear_probe_on_cached_features(setup):
     feats = extract_features(j, root / "snap", data, init="scratch", threads=2)
     assert len(feats) == len(data) and len(feats["feature"].iloc[0]) == 512
     subset = subsample(data, 1.0, seed=0)
-    history = finetune(j, data, subset, root / "probe", features=feats)
+    history, probs = finetune(j, data, subset, root / "probe", features=feats)
     assert history["trainable_params"].iloc[0] == 512 * 10 + 10
-    metrics, _ = evaluate(j, data, len(subset), root / "probe", features=feats)
+    metrics, _ = evaluate(j, probs_table(j, data, probs, len(subset)))
     acc = metrics.set_index("metric").loc["accuracy", "value"]
     assert 0.0 <= acc <= 1.0

@@ -32,12 +32,20 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
     # the pretrained classifier the features feed (e.g. ImageNet's), for LEEP/NCE; None if absent
     source_head: Any = None
+    # where `logits` and `features` run (ptmeval.compute.place); None: as loaded, CPU fp32
+    placement: Any = None
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.logits_fn(self.model, batch)
+        if self.placement is None:
+            return self.logits_fn(self.model, batch)
+        with self.placement.autocast():
+            return self.logits_fn(self.model, self.placement.to_device(batch))
 
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.features_fn(self.model, batch)
+        if self.placement is None:
+            return self.features_fn(self.model, batch)
+        with self.placement.autocast():
+            return self.features_fn(self.model, self.placement.to_device(batch))
 
 
 class ModelAdapter:

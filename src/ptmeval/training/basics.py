@@ -18,6 +18,7 @@ from ptmeval.metrics import score_all
 
 HEAD_FILE = "probe_head.npz"
 WEIGHTS_FILE = "model.safetensors"
+NOT_KEPT_FILE = "WEIGHTS_NOT_KEPT.txt"
 
 
 def input_column(data: pd.DataFrame) -> str:
@@ -60,8 +61,44 @@ def predict_probs(loaded: Any, items: Sequence[Any], batch_size: int) -> np.ndar
     with torch.inference_mode():
         for start in range(0, len(items), batch_size):
             batch = loaded.collate(items[start : start + batch_size])
-            out.append(torch.softmax(loaded.logits(batch).float(), dim=-1).numpy())
+            out.append(torch.softmax(loaded.logits(batch).float(), dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def placed(job: ModelJob, loaded: Any) -> Any:
+    """`loaded` on the job's device and precision (ptmeval.compute), resolved here."""
+    from ptmeval.compute import place, resolve
+
+    return place(loaded, resolve(job.finetune.device, job.finetune.precision))
+
+
+def saved_model_probs(
+    job: ModelJob,
+    data: pd.DataFrame,
+    rows: pd.DataFrame,
+    model_dir: Path,
+    snapshot: Path,
+    threads: int = 1,
+) -> np.ndarray:
+    """Class probabilities on `rows` (of the task table `data`) of the fully fine-tuned
+    weights saved in `model_dir`."""
+    from safetensors.torch import load_model
+
+    set_threads(threads)
+    loaded = load_for_task(job, snapshot, num_labels(data), "scratch")  # architecture only
+    load_model(loaded.model, str(Path(model_dir) / WEIGHTS_FILE))
+    return predict_probs(
+        placed(job, loaded), rows[input_column(data)].tolist(), job.finetune.eval_batch_size
+    )
+
+
+def note_weights_not_kept(out: Path) -> None:
+    """Say in the model folder why it holds no weights."""
+    (out / NOT_KEPT_FILE).write_text(
+        "The fine-tuned weights were not kept: no later stage reads them, and the test-set "
+        "predictions were computed while the model was in memory. Set keep_weights: true in "
+        "the config (then rerun with -R finetune) to keep every fine-tune's weights.\n"
+    )
 
 
 def history_row(job: FinetuneJob, n_train: int, **values: Any) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from ptmeval.training.basics import (
     adamw_with_schedule,
     input_column,
     load_for_task,
+    note_weights_not_kept,
     num_labels,
+    placed,
     predict_probs,
     seed_everything,
     set_threads,
@@ -45,12 +47,15 @@ class PlainStrategy:
         self.val_items, self.settings = val_items, settings
         self.optimizer: Any = None
         self.scheduler: Any = None
+        self.scaler = loaded.placement.grad_scaler()
 
     def setup(self, total_steps: int) -> None:
         import torch
 
         self.optimizer, schedule = adamw_with_schedule(
-            self.loaded.model, self.settings, total_steps
+            self.loaded.model,
+            self.settings,
+            total_steps,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
 
@@ -60,13 +65,22 @@ class PlainStrategy:
         model = self.loaded.model
         model.train()
         batch = self.loaded.collate([self.items[i] for i in indices])
-        loss = torch.nn.functional.cross_entropy(self.loaded.logits(batch), self.targets[indices])
+        target = self.targets[indices].to(self.loaded.placement.device)
+        # the logits are computed in the placement's precision (autocast), the loss in fp32
+        loss = torch.nn.functional.cross_entropy(self.loaded.logits(batch).float(), target)
         if not torch.isfinite(loss):
             return float("nan")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            self.optimizer.step()
+        else:  # fp16: scaled loss, unscaled before clipping; a step with inf grads is skipped
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.scheduler.step()
         return float(loss.item())
 
@@ -77,7 +91,10 @@ class PlainStrategy:
         return flag
 
     def snapshot(self) -> dict[str, Any]:
-        return {k: v.detach().clone() for k, v in self.loaded.model.state_dict().items()}
+        # on the host: a GPU's memory is not spent on a second copy of the model
+        return {
+            k: v.detach().to("cpu", copy=True) for k, v in self.loaded.model.state_dict().items()
+        }
 
 
 class CheckpointSaver(Callback):
@@ -128,9 +145,13 @@ def finetune_full(
     out: Path,
     threads: int,
     checkpoint_dir: Path | None = None,
-) -> pd.DataFrame:
-    """Plain PyTorch fine-tuning under the loop's protocol; the best validation point's
-    weights are written to `out`; resumable from `checkpoint_dir`."""
+    test_items: list[Any] | None = None,
+    keep_weights: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Plain PyTorch fine-tuning under the loop's protocol on the job's device and precision
+    (ptmeval.compute); resumable from `checkpoint_dir`. Returns the history and the best
+    validation point's class probabilities on `test_items`; its weights are written to `out`
+    with `keep_weights`."""
     import torch
     from safetensors.torch import save_model
 
@@ -140,7 +161,7 @@ def finetune_full(
     set_threads(threads)
     seed_everything(job.seed)
     settings = job.finetune
-    loaded = load_for_task(job, snapshot, num_labels(data), job.init)
+    loaded = placed(job, load_for_task(job, snapshot, num_labels(data), job.init))
     col = input_column(data)
     items = train[col].tolist()
     targets = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
@@ -212,7 +233,14 @@ def finetune_full(
         progress.step,
         progress.best_step,
     )
-    save_model(loaded.model, str(out / WEIGHTS_FILE))
+    test_probs = predict_probs(loaded, test_items or [], settings.eval_batch_size)
+    if keep_weights:
+        save_model(loaded.model.cpu(), str(out / WEIGHTS_FILE))
+    else:
+        note_weights_not_kept(out)
     if checkpoint_dir is not None:
         remove_checkpoint(checkpoint_dir)
-    return pd.DataFrame(progress.rows)
+    history = pd.DataFrame(progress.rows)
+    for key, value in loaded.placement.columns().items():
+        history[key] = value
+    return history, test_probs

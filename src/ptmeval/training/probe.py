@@ -20,6 +20,7 @@ from ptmeval.training.basics import (
     input_column,
     load_for_task,
     num_labels,
+    placed,
     seed_everything,
     set_threads,
     val_scores,
@@ -36,7 +37,7 @@ def extract_features(
 
     set_threads(threads)
     seed_everything(0)  # a scratch backbone's random weights are fixed by this seed
-    loaded = load_for_task(job, snapshot, num_labels(data), init)
+    loaded = placed(job, load_for_task(job, snapshot, num_labels(data), init))
     loaded.model.eval()
     items = data[input_column(data)].tolist()
     size = job.finetune.eval_batch_size
@@ -46,9 +47,9 @@ def extract_features(
         for start in range(0, len(items), size):
             batch = loaded.collate(items[start : start + size])
             out = loaded.features(batch).float()
-            feats.append(out.numpy())
+            feats.append(out.cpu().numpy())
             if loaded.source_head is not None:
-                source.append(torch.softmax(loaded.source_head(out), dim=-1).numpy())
+                source.append(torch.softmax(loaded.source_head(out), dim=-1).cpu().numpy())
             log.info("features %d/%d", min(start + size, len(items)), len(items))
     matrix = np.concatenate(feats)
     log.info(
@@ -66,6 +67,8 @@ def extract_features(
         }
     )
     frame["extract_wall_s"] = time.perf_counter() - start_t
+    for key, value in loaded.placement.columns().items():
+        frame[key] = value
     if source:  # the pretrained source classifier's probabilities (for LEEP and NCE)
         frame["source_probs"] = list(np.concatenate(source).astype(np.float32))
     return frame

@@ -75,7 +75,7 @@ def select_hyperparameter(
             continue
         log.info("%s=%g: fine-tuning on %d examples", param, value, len(subset))
         with tempfile.TemporaryDirectory(prefix="ptmeval-tune-") as tmp:
-            history = finetune(
+            history, _ = finetune(
                 with_value(job, param, value),
                 data,
                 subset,
@@ -83,6 +83,8 @@ def select_hyperparameter(
                 snapshot=snapshot,
                 features=features,
                 threads=threads,
+                keep_weights=False,
+                predict_test=False,
             )
         best = history.sort_values([key, "val_loss"], ascending=[False, True]).iloc[0]
         rows.append(
