@@ -28,7 +28,7 @@ run: setup
 	$(BIN)/snakemake --cores all
 
 test: setup
-	$(BIN)/python -m pytest -v tests
+	$(BIN)/python -m pytest -v --durations=30 tests
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules && $(BIN)/snakemake --lint

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ptmeval.compute import cpu_has_bf16
 from ptmeval.io import read_provenance
 from tests.conftest import REPO, job_stats, run_snakemake
 
@@ -78,6 +79,26 @@ def test_profile_and_provenance(workdir):
     assert (per_job["step"].max() >= 6).all() and (per_job.size() >= 2).all()
     assert ((full["best_step"] > 0) & (full["best_step"] <= full["budget_steps"])).all()
     assert (full["budget_steps"] >= 12).all()
+
+
+def test_only_the_weights_a_later_stage_reads_are_kept(workdir):
+    """Test scores are computed inside the fine-tune job; of the full fine-tunes' weights only
+    the export check's (largest size, first seed, pretrained) are written."""
+    finetune = workdir / "results" / "finetune"
+    kept = {p.parent.parent.relative_to(finetune) for p in finetune.rglob("model.safetensors")}
+    assert {str(p) for p in kept} == {"minilm-l6/bbc-news/1/0/pretrained"}
+    assert (finetune / "minilm-l6/bbc-news/0.5/0/pretrained/model/WEIGHTS_NOT_KEPT.txt").exists()
+    probs = pd.read_parquet(finetune / "minilm-l6/bbc-news/1/1/scratch/test_probs.parquet")
+    assert len(probs) == 100 and (probs["n_train"] == 96).all()
+    history = table(workdir, "history")
+    neural = history[history["model"] == "minilm-l6"]
+    # resolved on the machine that ran the job: the CPU (no GPU here), in its native precision
+    # (fp32 without AVX512-BF16 or AMX); TF-IDF and probes have no device
+    assert set(neural["device"]) == {"cpu"}
+    assert set(neural["precision"]) == {"bf16" if cpu_has_bf16() else "fp32"}
+    assert history[history["model"] != "minilm-l6"]["device"].isna().all()
+    html = (workdir / "reports" / "e2e" / "index.html").read_text()
+    assert re.search(r"full fine-tunes ran on</th><td>cpu, (fp32|bf16) \(8 runs\)", html)
 
 
 def test_hyperparameters_chosen_on_validation(workdir):

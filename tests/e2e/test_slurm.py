@@ -3,10 +3,10 @@
 A module fixture installs slurm-wlm and munge (root with apt-get, else the module is skipped),
 starts munged, slurmctld and slurmd on private ports with a generated slurm.conf in a temporary
 directory, and stops them by PID afterwards. One SLURM run of tests/e2e/config.yaml follows;
-while it runs, a background thread `scancel`s one MiniLM fine-tune once it is training. The tests
-then check
-that the jobs really went through SLURM (and the local rules did not), that the cancelled job was
-retried, and that the final tables equal those of the local e2e run.
+while it runs, a background thread `scancel`s the grouped SLURM job in which a MiniLM fine-tune
+is training. The tests then check that the jobs really went through SLURM in the profile's
+groups (and the local rules did not), that the cancelled group was retried, and that the final
+tables equal those of the local e2e run.
 """
 
 from __future__ import annotations
@@ -38,14 +38,29 @@ pytestmark = pytest.mark.slow
 CONFIG = REPO / "tests" / "e2e" / "config.yaml"
 PROFILE = REPO / "profiles" / "slurm"
 LOCAL_RULES = {"aggregate", "render_report", "all"}
+INITS = ("pretrained", "scratch")
 KEYS = ["model", "task", "fraction", "seed", "init", "method", "n_train", "metric"]
-# The fine-tune the canceller kills: a full MiniLM fine-tune on the whole training set (the
-# longest jobs, ~15-40 s), once its log shows the first validation point, i.e. while it is
-# training.
-# Its log is then not empty, so Snakemake prints it and the job's SLURM log (show-failed-logs)
-# into the main log, with the node-side Snakemake's own 'localrule finetune:' block in it (an
-# empty rule log makes Snakemake 9.27 stop before the SLURM log).
-CANCEL_COMMENT = "rule_finetune_wildcards_minilm-l6_bbc-news_1_"
+# The profile's groups (profiles/slurm/config.yaml) and what the e2e DAG makes of them: one
+# SLURM job per group of components — `train`: 16 fine-tunes, each with its evaluation, 4 per
+# SLURM job; `prep`: both tasks' preparation and subsets; `light`: transfer scores and the
+# estimate — and one SLURM job for each of the other 14 jobs.
+GROUPS = {"train": {"finetune", "evaluate"}, "prep": {"prepare_task", "subsample"}}
+GROUPS["light"] = {"transfer_scores", "estimate_cost"}
+GROUP_SUBMISSIONS = {"train": 4, "prep": 1, "light": 1}
+SINGLE_SUBMISSIONS = {
+    "download_model": 2,
+    "profile_model": 2,
+    "measure_runtime": 2,
+    "extract_features": 2,
+    "select_hparams": 4,
+    "export_check": 2,
+}
+# The SLURM job the canceller kills: the `train` group job in which a full MiniLM fine-tune on
+# the whole training set (the longest jobs, ~15-40 s) is training — its rule log shows a
+# validation point and its history is not written yet. A group job's comment is
+# 'rule_<group>_<rules>'; on the 2-CPU node a train group (2 CPUs) runs alone.
+CANCEL_COMMENT = "rule_train_"
+CANCEL_LOGS = [f"minilm-l6/bbc-news/1/{seed}/{init}" for seed in (0, 1) for init in INITS]
 CANCEL_WHEN_LOGGED = "val accuracy"  # the protocol's log line at each validation point
 
 BINARIES = {
@@ -234,14 +249,15 @@ def slurm_cluster():
 
 
 class Canceller(threading.Thread):
-    """Waits for a running fine-tune that matches CANCEL_COMMENT to log CANCEL_WHEN_LOGGED,
-    then `scancel`s it, once."""
+    """Waits for one of the CANCEL_LOGS fine-tunes to log CANCEL_WHEN_LOGGED while the only
+    running SLURM job matching CANCEL_COMMENT runs it, then `scancel`s that job, once."""
 
     def __init__(self, work: Path) -> None:
         super().__init__(daemon=True)
         self.work = work
         self.stop = threading.Event()
-        self.cancelled: tuple[str, str] | None = None
+        self.cancelled: tuple[str, str] | None = None  # (SLURM job id, comment)
+        self.training = ""  # the fine-tune that was training in it (wildcards path)
         self.error = ""
 
     def run(self) -> None:
@@ -253,25 +269,30 @@ class Canceller(threading.Thread):
     def _watch(self) -> None:
         while not self.stop.is_set():
             out = _slurm("squeue", "-h", "-t", "RUNNING", "-o", "%i|%k")
-            for line in out.stdout.splitlines():
-                job_id, comment = line.split("|")
-                if comment.startswith(CANCEL_COMMENT) and self._training(comment):
-                    result = _slurm("scancel", job_id)
-                    if result.returncode != 0:
-                        self.error = result.stderr
-                    self.cancelled = (job_id, comment)
-                    return
+            running = [line.split("|") for line in out.stdout.splitlines()]
+            groups = [(i, c) for i, c in running if c.startswith(CANCEL_COMMENT)]
+            training = self._training()
+            if training and len(groups) == 1:
+                job_id, comment = groups[0]
+                result = _slurm("scancel", job_id)
+                if result.returncode != 0:
+                    self.error = result.stderr
+                self.cancelled, self.training = (job_id, comment), training
+                return
             self.stop.wait(0.5)
 
-    def _training(self, comment: str) -> bool:
-        """Whether the job's rule log (logs/finetune/<model>/<task>/<fraction>/<seed>/<init>.log,
-        wildcards as in the job comment) shows it training."""
-        wildcards = comment.removeprefix("rule_finetune_wildcards_").split("_")
-        log = self.work.joinpath("logs", "finetune", *wildcards[:-1], f"{wildcards[-1]}.log")
-        try:
-            return CANCEL_WHEN_LOGGED in log.read_text()
-        except OSError:
-            return False
+    def _training(self) -> str:
+        """The CANCEL_LOGS fine-tune whose rule log (logs/finetune/<wildcards>.log) shows it
+        training and whose history is not written yet; '' if none."""
+        for wildcards in CANCEL_LOGS:
+            log = self.work / "logs" / "finetune" / f"{wildcards}.log"
+            done = self.work / "results" / "finetune" / wildcards / "history.parquet"
+            try:
+                if CANCEL_WHEN_LOGGED in log.read_text() and not done.exists():
+                    return wildcards
+            except OSError:
+                continue
+        return ""
 
 
 @dataclass
@@ -280,33 +301,52 @@ class JobBlock:
 
     rule: str
     local: bool
+    group: str | None = None  # the group job it was announced in ('Group job <name> ...:')
     fields: dict[str, str] = field(default_factory=dict)
 
 
 def parse_blocks(log: str) -> list[JobBlock]:
-    """The main run's job blocks: not those in the SLURM logs of failed jobs, which Snakemake
-    prints (show-failed-logs) and which hold the node-side Snakemake's 'localrule' blocks."""
+    """The main run's job blocks, those of group jobs (indented under their 'Group job' line)
+    included: not those in the SLURM logs of failed jobs, which Snakemake prints
+    (show-failed-logs) and which hold the node-side Snakemake's 'localrule' blocks."""
     blocks: list[JobBlock] = []
     current: JobBlock | None = None
+    group: str | None = None
     for line in without_shown_logs(log).splitlines():
-        header = re.match(r"^(local)?rule (\w+):$", line)
-        if header:
-            current = JobBlock(rule=header.group(2), local=bool(header.group(1)))
+        group_header = re.search(r"\] Group job (\w+) \(jobs in lexicogr\. order\):$", line)
+        header = re.match(r"^( *)(local)?rule (\w+):$", line)
+        if group_header:
+            group, current = group_header.group(1), None
+        elif header and len(header.group(1)) in (0, 4):  # deeper: an error message's job list
+            indent = len(header.group(1))
+            if indent == 0:
+                group = None
+            current = JobBlock(rule=header.group(3), local=bool(header.group(2)), group=group)
+            current.fields["_indent"] = str(indent)
             blocks.append(current)
-        elif current is not None and line.startswith("    ") and ": " in line:
+        elif (
+            current is not None
+            and line.startswith(" " * (int(current.fields["_indent"]) + 4))
+            and ": " in line
+        ):
             key, _, value = line.strip().partition(": ")
             current.fields[key] = value
+        elif not line.strip() or line.strip().startswith("[") or line.startswith("Shell command"):
+            current = None  # a blank line, a time stamp or the shell line between members
         else:
+            # other lines (a submission, a finished job) may come between a group's members:
+            # an indented block belongs to the last group announced
             current = None
     return blocks
 
 
 def parse_submissions(log: str) -> list[tuple[str, str, Path]]:
-    """(Snakemake job id, SLURM job id, SLURM log) for every sbatch, in order."""
+    """(Snakemake job id — a number, or a group job's id —, SLURM job id, SLURM log) for every
+    sbatch, in order."""
     return [
         (m.group(1), m.group(2), Path(m.group(3)))
         for m in re.finditer(
-            r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", log
+            r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", log
         )
     ]
 
@@ -322,6 +362,7 @@ class SlurmRun:
     log: str
     wall_s: float
     cancelled: tuple[str, str] | None
+    training: str
     cancel_error: str
 
 
@@ -355,7 +396,9 @@ def slurm_run(slurm_cluster, tmp_path_factory) -> SlurmRun:
     log = result.stderr + result.stdout
     (work / "snakemake.log").write_text(log)
     print(f"\nSLURM e2e run: {wall_s:.0f} s, exit {result.returncode}, log {work}/snakemake.log")
-    return SlurmRun(work, result, log, wall_s, canceller.cancelled, canceller.error)
+    return SlurmRun(
+        work, result, log, wall_s, canceller.cancelled, canceller.training, canceller.error
+    )
 
 
 def test_slurm_run_completes_despite_the_cancelled_job(slurm_run):
@@ -367,24 +410,32 @@ def test_slurm_run_completes_despite_the_cancelled_job(slurm_run):
     assert (slurm_run.work / "reports" / "e2e" / "index.html").exists()
 
 
-def test_jobs_went_through_slurm(slurm_run):
+def test_jobs_went_through_slurm_in_groups(slurm_run):
     log, logs = slurm_run.log, (slurm_run.work / ".snakemake" / "slurm_logs").resolve()
     stats = job_stats(log)
     remote = {rule: n for rule, n in stats.items() if rule not in LOCAL_RULES}
     assert sum(remote.values()) == 59, stats  # the whole e2e DAG but aggregate, report, all
-    blocks = {b.fields["jobid"]: b for b in parse_blocks(log) if not b.local}
+    # every job of a grouped rule was announced inside its group job, every other one alone
+    for block in parse_blocks(log):
+        if not block.local:
+            expected = next((g for g, rules in GROUPS.items() if block.rule in rules), None)
+            assert block.group == expected, (block.rule, block.group, block.fields)
+    folders = {f"group_{g}_{'_'.join(sorted(rules))}": g for g, rules in GROUPS.items()}
+    folders |= {f"rule_{rule}": rule for rule in SINGLE_SUBMISSIONS}
     submissions = parse_submissions(log)
-    submitted_rules: dict[str, set[str]] = {}
+    per_folder: dict[str, set[str]] = {}
     for job_id, slurm_id, slurm_log in submissions:
-        rule = blocks[job_id].rule
-        submitted_rules.setdefault(rule, set()).add(job_id)
-        # every job's SLURM log (kept by --slurm-keep-successful-logs), one folder per rule
+        # every SLURM job's log (kept by --slurm-keep-successful-logs), one folder per group
+        # or rule
         assert slurm_log.is_file(), slurm_log
         assert slurm_log.name == f"{slurm_id}.log"
-        assert slurm_log.is_relative_to(logs / f"rule_{rule}"), slurm_log
-    assert {rule: len(ids) for rule, ids in submitted_rules.items()} == remote
-    folders = {p.name for p in logs.iterdir()}
-    assert folders == {f"rule_{rule}" for rule in remote}
+        folder = slurm_log.relative_to(logs).parts[0]
+        assert folder in folders, slurm_log
+        per_folder.setdefault(folders[folder], set()).add(job_id)
+    # tens of submissions, not one per job: 20 (the cancelled group's resubmission aside)
+    assert {k: len(v) for k, v in per_folder.items()} == GROUP_SUBMISSIONS | SINGLE_SUBMISSIONS
+    assert len(submissions) == 20 + 1
+    assert {p.name for p in logs.iterdir()} == set(folders)
     # SLURM itself knows every one of them, under this run's job name, as completed (but the
     # one the test cancelled)
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
@@ -407,32 +458,39 @@ def test_local_rules_ran_locally(slurm_run):
     assert (slurm_run.work / "results" / "aggregate" / "results.parquet").exists()
 
 
-def test_cancelled_finetune_was_retried(slurm_run):
+def _finetune_mem_mb(slurm_log: str) -> int:
+    """The largest `mem_mb` a fine-tune asked for inside a group job (its node-side blocks)."""
+    blocks = re.findall(r"rule finetune:\n(?:    .*\n)*?    resources: .*?mem_mb=(\d+)", slurm_log)
+    return max(int(mb) for mb in blocks)
+
+
+def test_cancelled_group_was_retried(slurm_run):
     log = slurm_run.log
     cancelled_id, comment = slurm_run.cancelled
+    assert comment == "rule_train_evaluate_finetune"
     submissions = parse_submissions(log)
     job_id = next(j for j, s, _ in submissions if s == cancelled_id)
     attempts = [(s, path) for j, s, path in submissions if j == job_id]
     assert len(attempts) == 2 and attempts[0][0] == cancelled_id, attempts
-    # Snakemake saw the cancellation as a failure and resubmitted the same job
-    assert f"SLURM-job '{cancelled_id}' failed, SLURM status is: 'CANCELLED'" in log
+    # Snakemake saw the cancellation as the group's failure and resubmitted the same group job
+    assert "Error in group train" in log
     assert f"Trying to restart job {job_id}." in log
-    first, second = [b for b in parse_blocks(log) if b.fields.get("jobid") == job_id]
-    assert first.rule == second.rule == "finetune"
-    wildcards = first.fields["wildcards"]
-    assert comment == "rule_finetune_wildcards_" + "_".join(
-        part.split("=")[1] for part in wildcards.split(", ")
-    )
-    # the second attempt asked for more memory (mem_mb scales with the attempt)
-    assert mem_mb(second) > mem_mb(first)
-    assert abs(mem_mb(second) - 2 * mem_mb(first)) <= 1
-    # SLURM's log of the first attempt ends with the cancellation, the second finished
-    assert f"JOB {cancelled_id} ON localhost CANCELLED" in attempts[0][1].read_text()
-    assert "Finished jobid: 0" in attempts[1][1].read_text()
-    # Snakemake printed the cancelled job's logs (show-failed-logs), its SLURM log among them,
-    # with the node-side Snakemake's job blocks, which parse_blocks leaves out
+    # the fine-tune that was training when its group was cancelled ran again in the second
+    # attempt, which finished
+    model, task, fraction, seed, init = slurm_run.training.split("/")
+    wildcards = f"model={model}, task={task}, fraction={fraction}, seed={seed}, init={init}"
+    first, second = (path.read_text(errors="replace") for _, path in attempts)
+    assert wildcards in first and wildcards in second
+    assert f"JOB {cancelled_id} ON localhost CANCELLED" in first
+    # the group's 4 fine-tunes and their 4 evaluations, all done
+    assert "8 of 8 steps (100%) done" in second and "CANCELLED" not in second
+    # the second attempt asked for twice the memory (a fine-tune's mem_mb scales with the
+    # attempt, and so does the group's request)
+    assert "--attempt 2" in second
+    assert abs(_finetune_mem_mb(second) - 2 * _finetune_mem_mb(first)) <= 1
+    # Snakemake printed the cancelled job's SLURM log (show-failed-logs), with the node-side
+    # Snakemake's job blocks, which parse_blocks leaves out
     assert f"Logfile {attempts[0][1]}:" in log
-    assert "localrule finetune:" in log
 
 
 def _results(work: Path) -> pd.DataFrame:
