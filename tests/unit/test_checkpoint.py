@@ -42,6 +42,9 @@ CFG = parse_config(
             }
         ],
         "finetune": {
+            # fp32 pinned: compared with fp32 references (auto would pick bf16 on a CPU with
+            # native bf16); precision auto is tested in test_compute and by the e2e run
+            "precision": "fp32",
             "epochs": 3,
             "min_steps": 1,
             "eval_points": 6,

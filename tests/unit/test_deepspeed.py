@@ -41,6 +41,8 @@ TASK = {
     "max_train": 48,
 }
 FINETUNE = {
+    # fp32 pinned: the DeepSpeed engine trains in fp32 and is compared with the plain path
+    "precision": "fp32",
     "epochs": 3,
     "min_steps": 1,
     "eval_points": 3,

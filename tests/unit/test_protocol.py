@@ -52,6 +52,9 @@ CFG = parse_config(
             },
         ],
         "finetune": {
+            # fp32 pinned: compared with fp32 references (auto would pick bf16 on a CPU with
+            # native bf16); precision auto is tested in test_compute and by the e2e run
+            "precision": "fp32",
             "batch_size": 8,
             "max_length": 32,
             "eval_batch_size": 64,
