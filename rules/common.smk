@@ -16,6 +16,7 @@ from ptmeval.workflow import (
     estimate_params,
     code_version,
     export_job_wildcards,
+    is_export_job,
     export_targets,
     finetune_job,
     finetune_targets,
@@ -197,11 +198,7 @@ def get_finetune_inputs(wildcards):
 
 
 def keeps_weights(wildcards):
-    """A full fine-tune writes its weights only when a later stage reads them (the export
-    check's job); `keep_weights: true` keeps all (read at run time: it changes no result).
-    """
-    chosen = export_job_wildcards(CFG, wildcards.model, wildcards.task)
-    return all(str(chosen[k]) == str(v) for k, v in wildcards.items())
+    return is_export_job(CFG, wildcards)
 
 
 def get_runtime_settings(wildcards):

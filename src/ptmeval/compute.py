@@ -27,6 +27,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ptmeval.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -106,7 +108,7 @@ def resolve(device: str = "auto", precision: str = "auto") -> Placement:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     cuda = torch.cuda.is_available()
     if device == "cuda" and not cuda:
-        raise RuntimeError(
+        raise ConfigError(
             "finetune.device is 'cuda' but torch sees no CUDA GPU on this machine "
             "(use 'auto' to fall back to the CPU)"
         )

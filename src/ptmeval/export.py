@@ -30,13 +30,12 @@ import numpy as np
 import pandas as pd
 
 from ptmeval.adapters import get_spec
-from ptmeval.errors import DataError
 from ptmeval.jobs import FinetuneJob
 from ptmeval.metrics import accuracy, macro_f1
 from ptmeval.training import (
     HEAD_FILE,
-    WEIGHTS_FILE,
     input_column,
+    load_finetuned,
     load_for_task,
     num_labels,
     set_threads,
@@ -58,16 +57,9 @@ def _reason(err: BaseException) -> str:
 def build_model(job: FinetuneJob, snapshot: Path, model_dir: Path, labels: int) -> tuple[Any, Any]:
     """(torch module mapping the input tensors to logits, the LoadedModel) of a fine-tuned job."""
     import torch
-    from safetensors.torch import load_model
 
     if job.method == "full":
-        if not (model_dir / WEIGHTS_FILE).exists():
-            raise DataError(
-                f"{model_dir}: no fine-tuned weights (the fine-tune ran when this job was not "
-                "the export check's); rerun it: snakemake -R finetune, or keep_weights: true"
-            )
-        loaded = load_for_task(job, snapshot, labels, "scratch")
-        load_model(loaded.model, str(model_dir / WEIGHTS_FILE))
+        loaded = load_finetuned(job, snapshot, model_dir, labels)
         loaded.model.eval()
         return _LogitsModule(loaded), loaded
     loaded = load_for_task(job, snapshot, labels, job.init)

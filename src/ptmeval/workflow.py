@@ -139,6 +139,14 @@ def export_job_wildcards(cfg: Config, model: str, task: str) -> dict[str, str]:
     }
 
 
+def is_export_job(cfg: Config, wildcards: Any) -> bool:
+    """Whether a fine-tune job (its wildcards) is the one the export check reads: the only full
+    fine-tune that writes its weights (`keep_weights: true`, read at run time because it
+    changes no result, keeps them all)."""
+    chosen = export_job_wildcards(cfg, wildcards.model, wildcards.task)
+    return all(str(chosen[k]) == str(getattr(wildcards, k)) for k in chosen)
+
+
 def transfer_targets(cfg: Config) -> list[dict[str, str]]:
     """(model, task) pairs with transferability scores: neural models with pretrained weights."""
     return [

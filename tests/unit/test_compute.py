@@ -8,6 +8,7 @@ import torch
 from ptmeval.adapters._base import LoadedModel
 from ptmeval.compute import CPU_FP32, Placement, cpu_has_bf16, gpu_requested, place, resolve
 from ptmeval.config import parse_config
+from ptmeval.errors import ConfigError
 from ptmeval.workflow import gpus_for, model_job
 
 
@@ -30,7 +31,7 @@ def test_cuda_without_a_gpu_is_an_error_naming_the_setting():
     if torch.cuda.is_available():
         assert resolve("cuda", "fp32").device == "cuda"
         return
-    with pytest.raises(RuntimeError, match="finetune.device is 'cuda'"):
+    with pytest.raises(ConfigError, match="finetune.device is 'cuda'"):
         resolve("cuda", "auto")
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve("cpu", "fp8")

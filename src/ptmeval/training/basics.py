@@ -72,6 +72,21 @@ def placed(job: ModelJob, loaded: Any) -> Any:
     return place(loaded, resolve(job.finetune.device, job.finetune.precision))
 
 
+def load_finetuned(job: ModelJob, snapshot: Path, model_dir: Path, labels: int) -> Any:
+    """The fully fine-tuned weights saved in `model_dir`, in the model's architecture (built
+    from the snapshot without its weights); a folder without them is a one-line error."""
+    from safetensors.torch import load_model
+
+    if not (model_dir / WEIGHTS_FILE).exists():
+        raise DataError(
+            f"{model_dir}: no fine-tuned weights (the fine-tune ran when this job was not "
+            "the export check's); rerun it: snakemake -R finetune, or keep_weights: true"
+        )
+    loaded = load_for_task(job, snapshot, labels, "scratch")  # architecture only
+    load_model(loaded.model, str(model_dir / WEIGHTS_FILE))
+    return loaded
+
+
 def saved_model_probs(
     job: ModelJob,
     data: pd.DataFrame,
@@ -82,11 +97,8 @@ def saved_model_probs(
 ) -> np.ndarray:
     """Class probabilities on `rows` (of the task table `data`) of the fully fine-tuned
     weights saved in `model_dir`."""
-    from safetensors.torch import load_model
-
     set_threads(threads)
-    loaded = load_for_task(job, snapshot, num_labels(data), "scratch")  # architecture only
-    load_model(loaded.model, str(Path(model_dir) / WEIGHTS_FILE))
+    loaded = load_finetuned(job, snapshot, Path(model_dir), num_labels(data))
     return predict_probs(
         placed(job, loaded), rows[input_column(data)].tolist(), job.finetune.eval_batch_size
     )
