@@ -22,6 +22,7 @@ from ptmeval.workflow import (
     finetune_targets,
     model_job,
     neural_models,
+    runtime_inputs,
     runtime_settings,
     transfer_targets,
     tune_job_wildcards,
@@ -86,6 +87,7 @@ AGGREGATES = [
     "reuse",
     "scorecard",
     "scorecard_parts",
+    "decision",
     "stage_times",
     "pareto",
     "similarity_vs_gain",
@@ -201,6 +203,11 @@ def keeps_weights(wildcards):
     return is_export_job(CFG, wildcards)
 
 
+def get_runtime_inputs(wildcards):
+    """A neural model's snapshot; a classical model's fitted state and its task's data."""
+    return runtime_inputs(CFG, wildcards.model)
+
+
 def get_runtime_settings(wildcards):
     return runtime_settings(CFG, wildcards.model)
 
@@ -225,6 +232,7 @@ def get_analysis_settings(wildcards):
         "hardware": [h.model_dump(mode="json") for h in CFG.hardware],
         "models": {m.slug: m.adapter for m in CFG.models},
         "weights": CFG.scorecard.weights,
+        "constraint": CFG.scorecard.constraint,
     }
 
 
@@ -248,7 +256,7 @@ def get_aggregate_inputs(wildcards):
         "manifests": [f"results/download/{m}/manifest.parquet" for m in NEURAL],
         "tasks": [f"results/tasks/{t.slug}/summary.parquet" for t in CFG.tasks],
         "predictions": get_all_job_files("predictions"),
-        "runtimes": [f"results/runtime/{m}.parquet" for m in NEURAL],
+        "runtimes": [f"results/runtime/{m.slug}.parquet" for m in CFG.models],
         "exports": [
             f"results/export/{e['model']}/{e['task']}.parquet" for e in EXPORTS
         ],

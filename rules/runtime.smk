@@ -1,6 +1,6 @@
 rule measure_runtime:
     input:
-        snapshot="results/download/{model}/snapshot",
+        unpack(get_runtime_inputs),
     output:
         runtime="results/runtime/{model}.parquet",
     log:

@@ -8,9 +8,10 @@ log_to(snakemake.log[0])
 settings = dict(snakemake.params.settings)
 runtime = measure_runtime(
     job=snakemake.params.job,
-    snapshot=snakemake.input.snapshot,
+    model_dir=snakemake.input.model,
     init=settings.pop("init"),
     threads=snakemake.threads,
+    data=snakemake.input.get("data"),  # a classical model's task: the texts it predicts
     **settings,
 )
 write_table(runtime, snakemake.output.runtime, params=snakemake.params.settings)

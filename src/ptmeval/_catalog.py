@@ -20,7 +20,11 @@ SUBMEASURES: dict[str, tuple[str, str, str]] = {
     "torch_export": ("integrability", "check", "torch.export succeeds"),
     "onnx_parity": ("integrability", "check", "ONNX + onnxruntime runs with |Δaccuracy| ≤ 0.01"),
     "safetensors": ("integrability", "check", "weights ship as safetensors"),
-    "finetune_time": ("integrability", "cost", "fine-tune wall time at the largest size (s)"),
+    "finetune_time": (
+        "integrability",
+        "cost",
+        "time to adapt at the largest size (s; a probe's includes its feature extraction)",
+    ),
     "latency_b1": ("accessibility", "cost", "CPU inference latency at batch 1, p50 (ms)"),
     "inference_memory": ("accessibility", "cost", "peak memory, inference at batch 1 (MB)"),
     "flops": ("accessibility", "cost", "forward FLOPs per example"),
@@ -34,4 +38,34 @@ SUBMEASURES: dict[str, tuple[str, str, str]] = {
     ),
     "normalised_score": ("reusability", "benefit", "mean score over tasks / best model's"),
     "transfer_gain": ("reusability", "benefit", "pretrained − scratch score at the largest size"),
+}
+
+# The written rule of which sub-measures apply to which models (ptmeval.scorecard): a sub-measure
+# listed here applies only to models with the named fact; for the others it is "not applicable"
+# (said on the page, left out of the score), never a free 1 or a silent 0.
+APPLIES_ONLY_TO: dict[str, tuple[str, str]] = {
+    "standard_api": ("neural", "not a torch model: no model-loading API to check"),
+    "torch_export": ("neural", "not a torch model"),
+    "onnx_parity": ("neural", "not a torch model"),
+    "safetensors": ("pretrained", "no pretrained weights to store"),
+    "flops": ("neural", "no dense forward pass: its running cost is the measured latency"),
+    "transfer_gain": ("pretrained", "no pretraining: nothing to transfer"),
+}
+
+# The table each sub-measure is read from (shown beside its value).
+SUBMEASURE_SOURCES: dict[str, str] = {
+    "standard_api": "export",
+    "torch_export": "export",
+    "onnx_parity": "export",
+    "safetensors": "profile",
+    "finetune_time": "finetune_cost + transfer",
+    "latency_b1": "runtime",
+    "inference_memory": "runtime",
+    "flops": "profile",
+    "data_efficiency": "learning_curve",
+    "score_at_largest": "learning_curve",
+    "gain_per_doubling": "learning_curve",
+    "compatibility": "compatibility",
+    "normalised_score": "reuse",
+    "transfer_gain": "transfer_gain",
 }

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptmeval import comparison, scaling, scorecard, verdicts
+from ptmeval import comparison, decision, scaling, scorecard, verdicts
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.io import read_table
 from ptmeval.transfer import frechet_diag, score_predictions
@@ -56,9 +56,8 @@ def fine_tune_cost(history: pd.DataFrame) -> pd.DataFrame:
     if history.empty:
         return pd.DataFrame()
     last = history.sort_values("epoch").groupby([*KEYS, "fraction", "seed"], as_index=False).last()
-    return last[
-        [*KEYS, "fraction", "seed", "n_train", "epoch", "wall_s", "samples_seen", "diverged"]
-    ]
+    columns = [*KEYS, "fraction", "seed", "n_train", "epoch", "wall_s", "samples_seen", "diverged"]
+    return last[columns + (["trainable_params"] if "trainable_params" in last else [])]
 
 
 def final_scores(results: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -555,10 +554,15 @@ def aggregate(
     tables["protocol_check"] = protocol_check(
         results, preds, concat_tables(frozen), metric, n_boot=n_boot, alpha=alpha
     )
-    modalities = {m: get_spec(a).modality for m, a in models.items() if a in ADAPTERS}
-    card, parts = scorecard.scorecard(tables, settings.get("weights"), metric, modalities)
+    facts = {
+        m: {"modality": get_spec(a).modality, "neural": get_spec(a).neural}
+        for m, a in models.items()
+        if a in ADAPTERS
+    }
+    card, parts = scorecard.scorecard(tables, settings.get("weights"), metric, facts)
     tables["scorecard"] = card
     tables["scorecard_parts"] = parts
+    tables["decision"] = decision_table(tables, settings.get("constraint", "latency"))
     times = stage_times(benchmarks)
     if estimate is not None:
         est = read_table(estimate)
@@ -576,6 +580,25 @@ def aggregate(
     tables["stage_times"] = times
     tables["pareto"] = pareto_points(tables, metric)
     return tables
+
+
+def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataFrame:
+    """The recommendation's decision rule per task (`ptmeval.decision`), from the rank
+    intervals, the paired tests, the costs and the protocol check."""
+    parts = tables.get("scorecard_parts", pd.DataFrame())
+    runtime = (
+        parts.pivot(index="model", columns="submeasure", values="raw")
+        if len(parts)
+        else pd.DataFrame()
+    )
+    return decision.decisions(
+        tables.get("ranks", pd.DataFrame()),
+        tables.get("pairwise", pd.DataFrame()),
+        decision.system_costs(tables),
+        runtime,
+        tables.get("protocol_check", pd.DataFrame()),
+        constraint,
+    )
 
 
 def pareto_points(tables: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:

@@ -405,6 +405,18 @@ class ProfileSettings(_Strict):
     min_repeats: int = Field(5, ge=2, description="Timed iterations at least.")
     max_repeats: int = Field(50, ge=2, description="Timed iterations at most.")
     budget_s: float = Field(2.0, gt=0, description="Keep repeating (up to max_repeats) this long.")
+    max_cv: float = Field(
+        0.25,
+        gt=0,
+        description="A measurement whose latency coefficient of variation is above this is "
+        "repeated (a busy machine); the steadiest attempt is kept.",
+    )
+    noisy_retries: int = Field(
+        2,
+        ge=0,
+        description="Repeats at most of a measurement above max_cv; one still above it is "
+        "marked noisy.",
+    )
     memory_limit_mb: int | None = Field(
         None,
         ge=256,
@@ -458,6 +470,12 @@ class ScorecardSettings(_Strict):
     'overall.<dimension>' for the overall score. Unlisted weights are 1."""
 
     weights: dict[str, float] = Field(default_factory=dict, description="Weights by name.")
+    constraint: Literal["latency", "memory", "finetune_cost", "storage"] = Field(
+        "latency",
+        description="The cost that breaks a tie between models the paired tests do not "
+        "separate: CPU latency at batch 1, peak inference memory, time to adapt at the largest "
+        "size, or task-specific weights stored per extra task.",
+    )
 
     @field_validator("weights")
     @classmethod

@@ -38,6 +38,11 @@ LOAD_RATE = 400e6  # bytes/s to load weights from a snapshot
 EFF_TRAIN = 0.30  # achieved training FLOP/s ÷ matmul peak
 EFF_INFER = 0.35  # achieved inference FLOP/s ÷ matmul peak
 CLASSICAL_FIT = 1.0  # TF-IDF + logistic regression fit / predict (s)
+# one TF-IDF runtime measurement (a fresh process: imports, scikit-learn, the fitted state, the
+# timed predictions; 3.5 s measured per batch size) and the job's peak RSS, parent and child
+# together (340 MB measured on the e2e settings)
+RUNTIME_CLASSICAL = 3.5
+RUNTIME_CLASSICAL_MB = 500.0
 EVALUATE = 0.3  # metrics and predictions from the cached test probabilities (s)
 EVALUATE_MB = 200.0  # its peak RSS (139 MB measured on the e2e run): pandas, pyarrow, no torch
 GGUF_RATE = 25e6  # bytes/s to dequantise a GGUF checkpoint into safetensors
@@ -272,6 +277,9 @@ def estimate(
 
     for m in cfg.models:
         cost = costs.get(m.slug)
+        if not get_spec(m.adapter).neural:  # inference only, on CPU, per batch size
+            seconds = START_LIGHT + len(cfg.profile.inference_batch_sizes) * RUNTIME_CLASSICAL
+            add("measure_runtime", seconds, RUNTIME_CLASSICAL_MB)
         if cost is not None:
             gguf = getattr(m.source, "gguf_file", None)
             seconds = START_TORCH + cost.weight_bytes / LOAD_RATE

@@ -19,6 +19,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ptmeval import __version__
+from ptmeval.decision import CONSTRAINTS
 from ptmeval.figures import (
     cost_figure,
     learning_curve_figure,
@@ -27,7 +28,7 @@ from ptmeval.figures import (
     similarity_heatmap,
 )
 from ptmeval.io import git_commit, hardware
-from ptmeval.scorecard import DIMENSIONS, SUBMEASURES, recommendation
+from ptmeval.scorecard import DIMENSIONS, SUBMEASURES, recommendation, score_cell
 from ptmeval.verdicts import PROTOCOL_MARK, failed_runs, protocol_caveat
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
@@ -99,6 +100,20 @@ def interval(lo: str, hi: str, digits: int = 3) -> Callable[[pd.Series], str]:
     return fmt
 
 
+def cv_with_flag(row: pd.Series) -> str:
+    """A runtime row's coefficient of variation, marked when it stayed high after re-measuring
+    (`profile.max_cv`): the latency is then uncertain, and the machine's load is beside it."""
+    cv = num(3)(row.get("latency_cv"))
+    if bool(row.get("noisy", False)) is True:
+        return f"{cv} ⚠ noisy"
+    return cv
+
+
+def accuracy_interval(row: pd.Series) -> str:
+    """'0.920 [0.875, 0.965]': a system's accuracy and its bootstrap interval."""
+    return f"{num(3)(row.get('accuracy'))} {interval('acc_ci_low', 'acc_ci_high')(row)}"
+
+
 def score_with_flags(row: pd.Series) -> str:
     """Mean test score of a training-difficulty row, marked ⚠ when some runs collapsed."""
     score = num(3)(row.get("test_score_mean"))
@@ -120,6 +135,8 @@ def examples_needed(row: pd.Series) -> str:
     """Examples needed of a data-needed row; "never reached" for a curve never above chance."""
     if bool(row.get("never_reached", False)):
         return "never reached"
+    if _missing(row.get("n_needed")) and not _missing(row.get("observed_at")):
+        return f"≤ {int(row['observed_at']):,} (reached in the data; no usable fit)"
     return count(row.get("n_needed"))
 
 
@@ -139,13 +156,22 @@ def table(frame: pd.DataFrame, columns: list[tuple[str, str, Any]]) -> dict[str,
     return {"headers": headers, "rows": rows}
 
 
+def spread(mean: float, std: float, n_seeds: int) -> str:
+    """ "mean ± std" over seeds; one seed has no spread to show, and says so."""
+    if int(n_seeds) < 2 or _missing(std):
+        return f"{mean:.3f} (1 seed: no spread)"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
 def results_table(curve: pd.DataFrame, check: pd.DataFrame | None = None) -> pd.DataFrame:
     """Accuracy, macro-F1 and ECE (mean ± std over seeds) per model × task × init × size; a
     score that the protocol check flags (``below_frozen``) carries the mark beside it."""
     if curve.empty:
         return curve
     keep = curve[curve["metric"].isin(["accuracy", "macro_f1", "ece"])].copy()
-    keep["cell"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(keep["mean"], keep["std"], strict=True)]
+    keep["cell"] = [
+        spread(m, s, n) for m, s, n in zip(keep["mean"], keep["std"], keep["n_seeds"], strict=True)
+    ]
     if check is not None and len(check):
         keys = ["task", "model", "init", "method", "n_train", "metric"]
         flagged = check.loc[check["below_frozen"].astype(bool), keys].assign(flag=True)
@@ -306,7 +332,9 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("threads", "threads", count),
                 ("latency_p50_ms", "p50 (ms)", num(1)),
                 ("latency_p90_ms", "p90 (ms)", num(1)),
-                ("latency_cv", "CV", num(3)),
+                ("*", "CV", cv_with_flag),
+                ("load_1min", "machine load (1 min)", num(2)),
+                ("attempts", "attempts", count),
                 ("repeats", "repeats", count),
                 ("throughput_per_s", "examples/s", num(1)),
                 ("peak_rss_mb", "peak RSS (MB)", num(0)),
@@ -336,6 +364,7 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("target_score", "target score", num(3)),
                 ("*", "examples needed", examples_needed),
                 ("*", "95% CI", interval("n_lo", "n_hi", 0)),
+                ("observed_at", "reached in the data at", count),
                 ("extrapolated", "extrapolated", text),
                 ("reachable", "reachable", text),
                 ("never_reached_reason", "why never reached", text),
@@ -592,21 +621,21 @@ def export_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> list[P
 def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     card = _get(tables, "scorecard")
     parts = _get(tables, "scorecard_parts")
+    chosen = _get(tables, "decision")
     if card.empty:
         return {
             "rows": [],
             "dimensions": DIMENSIONS,
             "text": "No model was evaluated.",
             "parts": table(parts, []),
+            "decision": table(chosen, []),
         }
     rows = []
     for _, r in card.sort_values(["modality", "overall"], ascending=[True, False]).iterrows():
-        cells = []
-        for dim in [*DIMENSIONS, "overall"]:
-            value = r[dim]
-            cells.append(
-                ("–" if _missing(value) else f"{value:.0f}", bool(r.get(f"{dim}_best", False)))
-            )
+        cells = [
+            (score_cell(r, dim), bool(r.get(f"{dim}_best", False)))
+            for dim in [*DIMENSIONS, "overall"]
+        ]
         rows.append({"model": r["model"], "modality": r.get("modality", ""), "cells": cells})
     weights = (
         parts.drop_duplicates("submeasure").set_index("submeasure")["weight"].to_dict()
@@ -624,6 +653,7 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         }
         for d in DIMENSIONS
     ]
+    constraint = str(chosen["constraint"].iloc[0]) if len(chosen) else "latency"
     return {
         "rows": rows,
         "dimensions": DIMENSIONS,
@@ -632,11 +662,26 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 None,
                 [
                     protocol_caveat(_get(tables, "protocol_check"), card["model"]),
-                    recommendation(card, parts),
+                    recommendation(card, parts, chosen),
                 ],
             )
         ),
         "formula": formula,
+        "constraint": f"{constraint} ({CONSTRAINTS[constraint][1]})",
+        "decision": table(
+            chosen,
+            [
+                ("task", "task", text),
+                ("system", "system", text),
+                ("n_train", "examples", count),
+                ("*", "accuracy [95% interval]", accuracy_interval),
+                ("p_vs_best", "p vs the best (Holm)", sci),
+                ("tied", "tied with the best", text),
+                ("cost", f"cost: {CONSTRAINTS[constraint][1]}", sci),
+                ("chosen", "recommended", text),
+                ("protocol_flag", "protocol check flagged", text),
+            ],
+        ),
         "parts": table(
             parts.sort_values(["dimension", "submeasure", "model"]),
             [
@@ -645,6 +690,8 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("submeasure", "sub-measure", text),
                 ("kind", "kind", text),
                 ("raw", "measured", sci),
+                ("status", "status", text),
+                ("source", "source table", text),
                 ("scaled", "scaled 0–1", num(3)),
                 ("weight", "weight", num(2)),
             ],

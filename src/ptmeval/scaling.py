@@ -760,18 +760,20 @@ def data_needed(
     NaN, ``reachable`` False, and ``never_reached_reason`` says why.
 
     Columns: the keys, ``metric``, ``kind``, ``level``, ``target_score``, ``best_observed``,
-    ``n_needed``, ``n_lo``, ``n_hi``, ``boot_reachable``, ``reachable`` (False, and ``n_needed``
-    NaN, when the fitted asymptote ``1 - a`` does not exceed the target score, or there is no
-    usable fit, or the curve never rises above chance), ``never_reached`` and
+    ``n_needed``, ``n_lo``, ``n_hi``, ``boot_reachable``, ``observed_at`` (the smallest
+    training size whose mean score already reaches the target: the data answer where a fit
+    cannot, e.g. with fewer sizes than a fit needs), ``reachable`` (True when the fit or the
+    observed scores reach the target; False, and ``n_needed`` NaN, when neither does, or the
+    curve never rises above chance), ``never_reached`` and
     ``never_reached_reason`` ("" otherwise), ``extrapolated`` (``n_needed`` beyond the largest
     observed size),
     ``below_smallest`` (below the smallest observed size: also outside the data), ``n_min``,
     ``n_max``, ``trustworthy`` and ``reason`` (of the fit).
     """
     columns = [*KEYS, "metric", "kind", "level", "target_score", "best_observed"]
-    columns += ["n_needed", "n_lo", "n_hi", "boot_reachable", "reachable", "never_reached"]
-    columns += ["never_reached_reason", "extrapolated", "below_smallest", "n_min", "n_max"]
-    columns += ["trustworthy", "reason"]
+    columns += ["n_needed", "n_lo", "n_hi", "boot_reachable", "observed_at", "reachable"]
+    columns += ["never_reached", "never_reached_reason", "extrapolated", "below_smallest"]
+    columns += ["n_min", "n_max", "trustworthy", "reason"]
     if target is None:
         targets: list[float] = []
     elif np.ndim(target) == 0:
@@ -795,7 +797,9 @@ def data_needed(
                 boot_reachable = float(np.mean(np.isfinite(reps)))
                 lo_a, hi_a = _band(np.where(np.isfinite(reps), reps, np.inf))
                 lo, hi = float(lo_a), float(hi_a)
-            reachable = bool(np.isfinite(n_star))
+            hit = cv.sizes[cv.mean_score >= score - 1e-12] if not never else cv.sizes[:0]
+            observed_at = float(hit.min()) if len(hit) else float("nan")
+            reachable = bool(np.isfinite(n_star) or np.isfinite(observed_at))
             rows.append(
                 {
                     **dict(zip(KEYS, cv.key, strict=True)),
@@ -808,11 +812,12 @@ def data_needed(
                     "n_lo": lo,
                     "n_hi": hi,
                     "boot_reachable": boot_reachable,
+                    "observed_at": observed_at,
                     "reachable": reachable,
                     "never_reached": bool(never),
                     "never_reached_reason": never,
-                    "extrapolated": bool(reachable and n_star > cv.n_max * (1 + _EDGE)),
-                    "below_smallest": bool(reachable and n_star < cv.n_min * (1 - _EDGE)),
+                    "extrapolated": bool(np.isfinite(n_star) and n_star > cv.n_max * (1 + _EDGE)),
+                    "below_smallest": bool(np.isfinite(n_star) and n_star < cv.n_min * (1 - _EDGE)),
                     "n_min": cv.n_min,
                     "n_max": cv.n_max,
                     "trustworthy": cv.trustworthy,

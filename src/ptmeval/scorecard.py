@@ -4,10 +4,16 @@ Each dimension is a weighted mean of sub-measures, each scaled to [0, 1]:
 - pass/fail checks count 1 or 0;
 - a cost (lower is better) counts best / own, so the cheapest model gets 1;
 - a benefit (higher is better) counts own / best, so the best model gets 1 (negative → 0).
-A sub-measure that does not apply to a model (e.g. ONNX for a scikit-learn baseline) is left out
-of that model's mean rather than counted as 0. score = 100 · Σ wᵢ·sᵢ / Σ wᵢ over the sub-measures
-present. The overall score is the weighted mean of the five dimension scores. Weights come from
-the config (`scorecard`); the page prints the formula, the weights and every sub-measure.
+Every model × sub-measure has a status: "measured"; "not applicable" by the written rule
+(`ptmeval._catalog.APPLIES_ONLY_TO`: e.g. weight storage for a model without pretrained
+weights, transfer gain without pretraining), left out of the mean and said; or "not measured"
+(it applies but no table holds it), which leaves the dimension **incomplete**: its score is
+computed from the measured sub-measures only and the page says "k of n measured". Nothing
+missing counts as 1 and nothing is dropped silently.
+score = 100 · Σ wᵢ·sᵢ / Σ wᵢ over the measured sub-measures. The overall score is the weighted
+mean of the dimensions that have a score (incomplete when one of them is, or has none). Weights
+come from the config (`scorecard`); the page prints the formula, the weights and every
+sub-measure with its raw value, status and source table.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptmeval._catalog import DIMENSIONS, SUBMEASURES
+from ptmeval import decision
+from ptmeval._catalog import APPLIES_ONLY_TO, DIMENSIONS, SUBMEASURE_SOURCES, SUBMEASURES
+
+MEASURED = "measured"
 
 
 def default_weights() -> dict[str, float]:
@@ -30,29 +39,56 @@ def _best_init_scores(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
     return sub.groupby(["model", "task", "n_train"], as_index=False)["mean"].max()
 
 
+def model_facts(
+    results: pd.DataFrame, models: dict[str, dict[str, Any]] | None = None
+) -> pd.DataFrame:
+    """Per model: modality, `neural` (a torch model) and `pretrained` (evaluated from pretrained
+    weights), the facts `APPLIES_ONLY_TO` is decided on. `models`: slug -> known facts (from the
+    config); `pretrained` defaults to "has results with init pretrained"."""
+    names = sorted(set(results["model"])) if len(results) else []
+    names = sorted(set(names) | set(models or {}))
+    rows = []
+    for name in names:
+        known = (models or {}).get(name, {})
+        inits = set(results.loc[results["model"] == name, "init"]) if len(results) else set()
+        neural = bool(known.get("neural", True))
+        rows.append(
+            {
+                "model": name,
+                "modality": known.get("modality", "all"),
+                "neural": neural,
+                "pretrained": bool(known.get("pretrained", neural and "pretrained" in inits)),
+            }
+        )
+    return pd.DataFrame(rows, columns=["model", "modality", "neural", "pretrained"])
+
+
 def raw_measures(
     tables: dict[str, pd.DataFrame],
     metric: str = "accuracy",
-    modalities: dict[str, str] | None = None,
-) -> pd.DataFrame:
-    """One row per model with the raw value of every sub-measure (NaN where it does not apply)."""
+    models: dict[str, dict[str, Any]] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(raw: one row per model with the raw value of every sub-measure; status: the same shape,
+    "measured", "not applicable: <why>" or "not measured: <why>")."""
     curve = tables.get("learning_curve", pd.DataFrame())
     if curve.empty:
-        return pd.DataFrame()
-    models = sorted(curve["model"].unique())
-    raw = pd.DataFrame({"model": models}).set_index("model")
+        return pd.DataFrame(), pd.DataFrame()
+    facts = model_facts(tables.get("results", curve), models)
+    facts = facts[facts["model"].isin(set(curve["model"]))].set_index("model")
+    raw = pd.DataFrame(index=facts.index)
+    why: dict[str, str] = {}
     profile = tables.get("profile", pd.DataFrame())
     export = tables.get("export", pd.DataFrame())
     runtime = tables.get("runtime", pd.DataFrame())
     compat = tables.get("compatibility", pd.DataFrame())
-    cost = tables.get("finetune_cost", pd.DataFrame())
     reuse = tables.get("reuse", pd.DataFrame())
     gain = tables.get("transfer_gain", pd.DataFrame())
     if len(export):
         ex = export.drop_duplicates("model").set_index("model")
-        raw["standard_api"] = ex["standard_api"].map(
-            lambda v: float(str(v).startswith(("transformers", "torchvision")))
-        )
+        api = ex["standard_api"].map(str)
+        raw["standard_api"] = api.map(
+            lambda v: float(v.startswith(("transformers", "torchvision")))
+        ).where(api != "unknown")
         raw["torch_export"] = ex["torch_export"].map(lambda v: float(str(v) == "ok"))
         ok = (ex["onnxruntime"] == "ok") & (ex.get("accuracy_change", np.nan).abs() <= 0.01)
         raw["onnx_parity"] = ok.astype(float)
@@ -60,28 +96,36 @@ def raw_measures(
         prof = profile.set_index("model")
         raw["safetensors"] = prof["safetensors"].astype(float)
         raw["flops"] = prof["flops_forward_per_sample"].astype(float)
-    if len(cost):
-        top = cost[cost["n_train"] == cost.groupby(["model", "task"])["n_train"].transform("max")]
-        raw["finetune_time"] = top.groupby("model")["wall_s"].mean()
+    costs = decision.system_costs(tables)
+    if len(costs):
+        own = costs[
+            costs["init"]
+            == costs["model"].map(facts["pretrained"]).map({True: "pretrained", False: "scratch"})
+        ]
+        raw["finetune_time"] = own.groupby("model")["adapt_s"].mean()
+    noisy: dict[str, str] = {}
     if len(runtime):
-        ok_rt = runtime[(runtime["status"] == "ok") & (runtime["device_kind"] == "cpu")]
-        inf1 = ok_rt[(ok_rt["mode"] == "inference")]
-        inf1 = inf1[inf1["batch_size"] == inf1.groupby("model")["batch_size"].transform("min")]
-        raw["latency_b1"] = inf1.set_index("model")["latency_p50_ms"]
-        raw["inference_memory"] = inf1.set_index("model")["peak_rss_mb"]
+        inf1 = _batch_one(runtime)
+        raw["latency_b1"] = inf1["latency_p50_ms"]
+        raw["inference_memory"] = inf1["peak_rss_mb"]
+        for model, row in inf1.iterrows():
+            if bool(row.get("noisy", False)) is True:
+                noisy[str(model)] = noise_note(row)
     scores = _best_init_scores(curve, metric)
-    smallest = scores[
-        scores["n_train"] == scores.groupby(["model", "task"])["n_train"].transform("min")
-    ]
-    largest = scores[
-        scores["n_train"] == scores.groupby(["model", "task"])["n_train"].transform("max")
-    ]
+    sizes = scores.groupby(["model", "task"])["n_train"]
+    smallest = scores[scores["n_train"] == sizes.transform("min")]
+    largest = scores[scores["n_train"] == sizes.transform("max")]
     raw["data_efficiency"] = smallest.groupby("model")["mean"].mean()
     raw["score_at_largest"] = largest.groupby("model")["mean"].mean()
     slope = largest.merge(smallest, on=["model", "task"], suffixes=("_hi", "_lo"))
     doublings = np.log2(slope["n_train_hi"] / slope["n_train_lo"]).replace(0, np.nan)
     slope["per_doubling"] = (slope["mean_hi"] - slope["mean_lo"]) / doublings
     raw["gain_per_doubling"] = slope.groupby("model")["per_doubling"].mean()
+    if scores.groupby("model")["n_train"].nunique().max() < 2:
+        why["gain_per_doubling"] = "one training size: no slope"
+    results = tables.get("results", pd.DataFrame())
+    if len(results) and not (results["init"] == "scratch").any():
+        why["transfer_gain"] = "no from-scratch run to compare with (inits)"
     if len(compat):
         cells = ["eager_pytorch", "torch_export", "onnx_onnxruntime", "deepspeed_finetune"]
         comp = compat.set_index("model")
@@ -93,16 +137,57 @@ def raw_measures(
             )
 
         raw["compatibility"] = comp.apply(share, axis=1)
+        no_cell = comp.apply(
+            lambda row: all(_not_applicable(row[c]) for c in cells if c in row), axis=1
+        )
+    else:
+        no_cell = pd.Series(dtype=bool)
     if len(reuse):
         raw["normalised_score"] = reuse.set_index("model")["mean_normalised"]
     if len(gain):
-        top_gain = gain[
-            gain["n_train"] == gain.groupby(["model", "task"])["n_train"].transform("max")
-        ]
-        raw["transfer_gain"] = top_gain.groupby("model")["gain"].mean()
-    out = raw.reindex(columns=list(SUBMEASURES)).reset_index()
-    out.insert(1, "modality", out["model"].map(modalities or {}).fillna("all"))
-    return out
+        sizes = gain.groupby(["model", "task"])["n_train"].transform("max")
+        raw["transfer_gain"] = gain[gain["n_train"] == sizes].groupby("model")["gain"].mean()
+    raw = raw.reindex(columns=list(SUBMEASURES)).astype(float)
+    status = pd.DataFrame(MEASURED, index=raw.index, columns=raw.columns)
+    for name in SUBMEASURES:
+        for model in raw.index:
+            rule = APPLIES_ONLY_TO.get(name)
+            if rule and not bool(facts.at[model, rule[0]]):
+                status.at[model, name] = f"not applicable: {rule[1]}"
+                raw.at[model, name] = np.nan
+            elif name == "compatibility" and bool(no_cell.get(model, False)):
+                status.at[model, name] = "not applicable: no cell of the matrix applies"
+            elif pd.isna(raw.at[model, name]):
+                reason = why.get(name, f"no value in the {SUBMEASURE_SOURCES[name]} table")
+                status.at[model, name] = f"not measured: {reason}"
+            elif name in ("latency_b1", "inference_memory") and model in noisy:
+                status.at[model, name] = f"{MEASURED}; {noisy[model]}"
+    raw.insert(0, "modality", facts["modality"])
+    status.insert(0, "modality", facts["modality"])
+    return raw.reset_index(), status.reset_index()
+
+
+def noise_note(row: pd.Series) -> str:
+    """'noisy: CV 0.52 after 3 attempts, machine load 1.9 on 2 CPUs' for a runtime row."""
+    load = row.get("load_1min")
+    cpus = row.get("cpu_count")
+    where = (
+        f", machine load {float(load):.1f} on {int(cpus)} CPUs"
+        if load is not None and cpus is not None and not pd.isna(load) and not pd.isna(cpus)
+        else ""
+    )
+    return f"noisy: CV {float(row['latency_cv']):.2f} after {int(row.get('attempts', 1))} attempts{where}"
+
+
+def _batch_one(runtime: pd.DataFrame) -> pd.DataFrame:
+    """Per model: its successful CPU inference row at the smallest measured batch size."""
+    ok = runtime[
+        (runtime["status"] == "ok")
+        & (runtime["device_kind"] == "cpu")
+        & (runtime["mode"] == "inference")
+    ]
+    ok = ok[ok["batch_size"] == ok.groupby("model")["batch_size"].transform("min")]
+    return ok.drop_duplicates("model").set_index("model")
 
 
 def _not_applicable(value: Any) -> bool:
@@ -112,7 +197,7 @@ def _not_applicable(value: Any) -> bool:
 
 def scale(raw: pd.DataFrame) -> pd.DataFrame:
     """Each sub-measure scaled to [0, 1] among the models of the same modality, which compete
-    on the same tasks (see the module docstring)."""
+    on the same tasks (see the module docstring); unmeasured values stay NaN."""
     groups = raw["modality"] if "modality" in raw else pd.Series("all", index=raw.index)
     scaled = raw.copy()
     for _, index in raw.groupby(groups).groups.items():
@@ -125,9 +210,10 @@ def scale(raw: pd.DataFrame) -> pd.DataFrame:
                 scaled.loc[index, name] = best / col.where(col > 0)
             else:
                 best = col.max()
-                scaled.loc[index, name] = (
-                    (col.clip(lower=0) / best) if best and best > 0 else np.nan
-                )
+                if best > 0:
+                    scaled.loc[index, name] = col.clip(lower=0) / best
+                else:  # nobody gains: the best of them counts 1, the others 0
+                    scaled.loc[index, name] = (col >= best).astype(float).where(col.notna())
     return scaled
 
 
@@ -135,12 +221,13 @@ def scorecard(
     tables: dict[str, pd.DataFrame],
     weights: dict[str, float] | None = None,
     metric: str = "accuracy",
-    modalities: dict[str, str] | None = None,
+    models: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(scorecard: model × dimension scores, overall, best marks; parts: raw and scaled
-    sub-measures in long form)."""
+    """(scorecard: model × dimension scores with their measured / applicable counts, overall,
+    completeness and best marks; parts: raw and scaled sub-measures, status and source, in
+    long form)."""
     weights = {**default_weights(), **(weights or {})}
-    raw = raw_measures(tables, metric, modalities)
+    raw, status = raw_measures(tables, metric, models)
     if raw.empty:
         return pd.DataFrame(), pd.DataFrame()
     scaled = scale(raw)
@@ -150,87 +237,85 @@ def scorecard(
         w = np.array([weights[n] for n in names])
         values = scaled[names].to_numpy(dtype=float)
         present = ~np.isnan(values)
+        applicable = ~status[names].apply(lambda c: c.str.startswith("not applicable")).to_numpy()
         num = np.nansum(values * w, axis=1)
         den = (present * w).sum(axis=1)
         card[dim] = np.where(den > 0, 100 * num / np.where(den > 0, den, 1), np.nan)
+        card[f"{dim}_measured"] = present.sum(axis=1)
+        card[f"{dim}_applicable"] = applicable.sum(axis=1)
     dims = card[DIMENSIONS].to_numpy(dtype=float)
     wd = np.array([weights[f"overall.{d}"] for d in DIMENSIONS])
     present = ~np.isnan(dims)
-    card["overall"] = np.nansum(dims * wd, axis=1) / np.maximum((present * wd).sum(axis=1), 1e-12)
+    card["overall"] = np.where(
+        present.any(axis=1),
+        np.nansum(dims * wd, axis=1) / np.maximum((present * wd).sum(axis=1), 1e-12),
+        np.nan,
+    )
+    card["complete"] = np.all(
+        [card[f"{d}_measured"] == card[f"{d}_applicable"] for d in DIMENSIONS], axis=0
+    )
     for col in [*DIMENSIONS, "overall"]:
         best = card.groupby("modality")[col].transform("max")
         card[f"{col}_best"] = card[col] == best
     ids = ["model", "modality"]
-    parts = raw.melt(id_vars=ids, var_name="submeasure", value_name="raw").merge(
-        scaled.melt(id_vars=ids, var_name="submeasure", value_name="scaled"),
-        on=[*ids, "submeasure"],
+    parts = (
+        raw.melt(id_vars=ids, var_name="submeasure", value_name="raw")
+        .merge(
+            scaled.melt(id_vars=ids, var_name="submeasure", value_name="scaled"),
+            on=[*ids, "submeasure"],
+        )
+        .merge(
+            status.melt(id_vars=ids, var_name="submeasure", value_name="status"),
+            on=[*ids, "submeasure"],
+        )
     )
     parts["dimension"] = parts["submeasure"].map(lambda n: SUBMEASURES[n][0])
     parts["kind"] = parts["submeasure"].map(lambda n: SUBMEASURES[n][1])
     parts["description"] = parts["submeasure"].map(lambda n: SUBMEASURES[n][2])
+    parts["source"] = parts["submeasure"].map(SUBMEASURE_SOURCES)
     parts["weight"] = parts["submeasure"].map(weights)
     return card, parts
 
 
-def recommendation(card: pd.DataFrame, parts: pd.DataFrame) -> str:
-    """A plain-language paragraph generated from the scorecard's numbers, per modality (models
-    are only compared with the models that ran on the same tasks)."""
+def score_cell(row: pd.Series, dim: str) -> str:
+    """How a dimension's score reads on the page: the score, with "k of n measured" when it is
+    incomplete; "n/a" when nothing applies; "not measured" when nothing that applies was."""
+    if dim == "overall":
+        value = row["overall"]
+        if pd.isna(value):
+            return "not measured"
+        return f"{value:.0f}" + ("" if bool(row.get("complete", True)) else " (incomplete)")
+    applicable = int(row.get(f"{dim}_applicable", 1))
+    measured = int(row.get(f"{dim}_measured", applicable))
+    if applicable == 0:
+        return "n/a"
+    if measured == 0 or pd.isna(row[dim]):
+        return "not measured"
+    suffix = "" if measured >= applicable else f" ({measured} of {applicable} measured)"
+    return f"{row[dim]:.0f}{suffix}"
+
+
+def recommendation(card: pd.DataFrame, parts: pd.DataFrame, table: pd.DataFrame) -> str:
+    """The recommendation paragraph: per task the decision rule's verdict (`ptmeval.decision`:
+    a single winner only when the paired tests separate it, else the tied set and the cost that
+    breaks the tie), then the scorecard's overall order, marked incomplete where it is."""
     if card.empty:
         return "No model was evaluated."
-    paragraphs = []
+    texts = decision.sentences(table)
     for modality, group in card.groupby("modality"):
-        models = set(group["model"])
-        sub = parts[parts["model"].isin(models)]
-        text = _recommend(group, sub)
-        if card["modality"].nunique() > 1:
-            text = f"{str(modality).capitalize()} tasks: {text[0].lower()}{text[1:]}"
-        paragraphs.append(text)
-    return " ".join(paragraphs)
-
-
-def _recommend(card: pd.DataFrame, parts: pd.DataFrame) -> str:
-    raw = parts.pivot(index="model", columns="submeasure", values="raw")
-    if len(card) == 1:
-        model = card.iloc[0]["model"]
-        score = raw.loc[model, "score_at_largest"]
-        return f"{model} is the only candidate ({score:.3f} at the largest training size)."
-    sentences = []
-    best = card.sort_values("overall", ascending=False).iloc[0]
-    sentences.append(
-        f"overall, {best['model']} scores highest ({best['overall']:.0f}/100 with the stated "
-        "weights)."
-    )
-    if raw["score_at_largest"].notna().any():
-        top = raw["score_at_largest"].idxmax()
-        sentences.append(
-            f"For the best task score, build on {top} "
-            f"(mean {raw.loc[top, 'score_at_largest']:.3f} at the largest training size)."
+        ordered = group.sort_values("overall", ascending=False)
+        if len(ordered) < 2 or ordered["overall"].isna().all():
+            continue
+        top = ordered.iloc[0]
+        note = (
+            ""
+            if bool(top.get("complete", True))
+            else " — not every sub-measure that applies to it was measured"
         )
-        close = raw.index[raw["score_at_largest"] >= raw["score_at_largest"].max() - 0.02]
-        others = [m for m in close if m != top]
-        if others:
-            sentences.append(
-                f"Within 0.02 of it: {', '.join(others)}, so the choice can follow cost."
-            )
-    if raw["latency_b1"].notna().any():
-        fast = raw["latency_b1"].idxmin()
-        mem = raw.loc[fast, "inference_memory"]
-        sentences.append(
-            f"Under a latency or memory constraint, {fast} is the cheapest of the measured neural "
-            f"models ({raw.loc[fast, 'latency_b1']:.1f} ms per example at batch 1, "
-            f"{mem / 1024:.2f} GB peak)."
+        label = f"{str(modality).capitalize()} models: o" if card["modality"].nunique() > 1 else "O"
+        texts.append(
+            f"{label}n the scorecard's weighted dimensions, "
+            f"{top['model']} scores highest ({top['overall']:.0f}/100{note}); the scorecard "
+            "weighs costs and checks, not only accuracy."
         )
-    if raw["data_efficiency"].notna().any():
-        few = raw["data_efficiency"].idxmax()
-        sentences.append(
-            f"With very little labelled data, {few} does best "
-            f"({raw.loc[few, 'data_efficiency']:.3f} at the smallest size)."
-        )
-    if raw["transfer_gain"].notna().any():
-        gainer = raw["transfer_gain"].idxmax()
-        sentences.append(
-            f"Pretraining buys the most for {gainer} "
-            f"(+{raw.loc[gainer, 'transfer_gain']:.3f} over the same architecture from scratch)."
-        )
-    text = " ".join(sentences)
-    return text[0].upper() + text[1:]
+    return " ".join(texts) or "No paired comparison was possible."

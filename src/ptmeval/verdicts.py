@@ -77,6 +77,13 @@ def accessibility(runtime: pd.DataFrame, hardware: list[dict[str, Any]]) -> pd.D
             inf = on[on["mode"] == "inference"]
             if not inf.empty:
                 row[f"{kind}_latency_b1_ms"] = float(inf.iloc[0]["latency_p50_ms"])
+                noisy = inf[inf["noisy"].fillna(False).astype(bool)] if "noisy" in inf else inf[:0]
+                if len(noisy):
+                    sizes = ", ".join(str(int(b)) for b in sorted(noisy["batch_size"]))
+                    parts.append(
+                        f"latency on {where} at batch {sizes} noisy (CV above the limit after "
+                        "re-measuring; the machine was busy?): treat it as uncertain"
+                    )
                 row[f"{kind}_max_throughput_per_s"] = float(inf["throughput_per_s"].max())
         failed = group[group["status"] != "ok"]
         for _, f in failed.iterrows():

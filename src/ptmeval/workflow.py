@@ -45,8 +45,18 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
         "transfer.py",
         "verdicts.py",
         "scorecard.py",
+        "decision.py",
+        "_catalog.py",
     ),
-    "render_report": ("report.py", "templates"),
+    "render_report": (
+        "report.py",
+        "templates",
+        "figures.py",
+        "scorecard.py",
+        "decision.py",
+        "verdicts.py",
+        "_catalog.py",
+    ),
 }
 
 # Settings that only inference-time stages (profile, features) depend on.
@@ -154,11 +164,36 @@ def transfer_targets(cfg: Config) -> list[dict[str, str]]:
     ]
 
 
+def runtime_job_wildcards(cfg: Config, model: str) -> dict[str, str] | None:
+    """The fine-tune job whose fitted state a classical model's runtime is measured on: on the
+    model's first task, the one the export check would pick (largest size, first seed, its
+    init); None for a neural model (measured on its snapshot)."""
+    entry = cfg.model(model)
+    if get_spec(entry.adapter).neural:
+        return None
+    task = next(t for m, t in cfg.pairs() if m.slug == model)
+    return export_job_wildcards(cfg, model, task.slug)
+
+
+def runtime_inputs(cfg: Config, model: str) -> dict[str, str]:
+    """Inputs of a model's runtime job: a neural model's snapshot; a classical model's fitted
+    state (`runtime_job_wildcards`) and its task's data, whose test texts it predicts."""
+    chosen = runtime_job_wildcards(cfg, model)
+    if chosen is None:
+        return {"model": f"results/download/{model}/snapshot"}
+    return {
+        "model": "results/finetune/{model}/{task}/{fraction}/{seed}/{init}/model".format(**chosen),
+        "data": f"results/tasks/{chosen['task']}/data.parquet",
+    }
+
+
 def runtime_settings(cfg: Config, model: str) -> dict[str, Any]:
-    """Profile settings of one model; linear probes get no training-step measurement."""
+    """Profile settings of one model; linear probes and classical models get no
+    training-step measurement (a classical model's fit is in its fine-tune cost)."""
     settings = cfg.profile.model_dump(mode="json")
     settings.pop("export_tasks")
-    if cfg.model(model).method != "full":
+    entry = cfg.model(model)
+    if entry.method != "full" or not get_spec(entry.adapter).neural:
         settings["train_batch_sizes"] = []
     settings["init"] = "pretrained" if has_pretrained(cfg, model) else "scratch"
     return settings
@@ -168,12 +203,15 @@ def model_job(
     cfg: Config, model: str, inference_only: bool = False, placed: bool = False
 ) -> dict[str, Any]:
     """Params of a per-model job; `inference_only` keeps only the settings inference uses, so
-    that a change of e.g. the learning rate does not rerun profiling or feature extraction;
+    that a change of e.g. the learning rate does not rerun profiling or feature extraction
+    (a classical model's inference uses none of them);
     `placed` keeps the device and precision too (feature extraction runs there)."""
     entry = cfg.model(model)
     settings = cfg.finetune_settings(model)
     if inference_only:
         fields = INFERENCE_FIELDS + (PLACEMENT_FIELDS if placed else ())
+        if not get_spec(entry.adapter).neural:
+            fields = ()
         settings = FinetuneSettings(**{f: getattr(settings, f) for f in fields})
     job = ModelJob(
         model=model,
@@ -232,7 +270,7 @@ def benchmark_files(cfg: Config) -> list[str]:
     """The Snakemake benchmark file of every heavy job (their wall times feed the report)."""
     files = [f"results/benchmarks/download_model/{m}.tsv" for m in neural_models(cfg)]
     files += [f"results/benchmarks/profile_model/{m}.tsv" for m in neural_models(cfg)]
-    files += [f"results/benchmarks/measure_runtime/{m}.tsv" for m in neural_models(cfg)]
+    files += [f"results/benchmarks/measure_runtime/{m.slug}.tsv" for m in cfg.models]
     files += [
         "results/benchmarks/select_hparams/{model}/{task}/{init}.tsv".format(**t)
         for t in tune_targets(cfg)

@@ -126,6 +126,10 @@ def test_profile_runtime_export_and_transfer_tables(workdir):
     minilm = runtime[runtime["model"] == "minilm-l6"]
     assert set(minilm["mode"]) == {"inference", "train_step"}
     assert (minilm["latency_p50_ms"] > 0).all() and (minilm["peak_rss_mb"] > 100).all()
+    tfidf = runtime[runtime["model"] == "tfidf-logreg"]  # inference only, on CPU
+    assert set(tfidf["mode"]) == {"inference"} and set(tfidf["device_kind"]) == {"cpu"}
+    assert set(tfidf["batch_size"]) == {1, 16} and (tfidf["latency_p50_ms"] > 0).all()
+    assert (runtime["attempts"] >= 1).all() and runtime["load_1min"].notna().all()
     export = table(workdir, "export").set_index("model")
     assert export.loc["minilm-l6", "onnxruntime"] == "ok"
     assert export.loc["minilm-l6", "max_abs_diff"] < 1e-3
@@ -153,6 +157,24 @@ def test_report_rendered(workdir):
     assert html.count("<svg") >= 4  # and the Pareto, cost, transfer and similarity figures
     for name in ("minilm-l6", "tfidf-logreg", "efficientnet-lite0", "bbc-news", "digits"):
         assert name in html
+
+
+def test_recommendation_follows_the_decision_rule(workdir):
+    decision = table(workdir, "decision")
+    assert set(decision["task"]) == {"bbc-news", "digits"}
+    for task, rows in decision.groupby("task"):
+        assert rows["best"].sum() == 1 and rows["chosen"].sum() <= 1, task
+        assert rows.loc[rows["best"], "tied"].all()
+        assert rows.loc[rows["chosen"], "cost"].notna().all()  # never picked without a cost
+        assert rows.loc[rows["chosen"], "tied"].all()  # only from the tied set
+    parts = table(workdir, "scorecard_parts").set_index(["model", "submeasure"])["status"]
+    assert parts["tfidf-logreg", "latency_b1"].startswith("measured")
+    assert parts["tfidf-logreg", "safetensors"].startswith("not applicable")
+    assert parts["tfidf-logreg", "transfer_gain"].startswith("not applicable")
+    html = (workdir / "reports" / "e2e" / "index.html").read_text()
+    paragraph = html[html.index('id="recommendation"') :].split("</p>")[0]
+    assert "On bbc-news" in paragraph and "On digits" in paragraph
+    assert 'id="decision-rule"' in html
 
 
 def test_estimate_within_a_factor_of_two_of_the_measured_wall_time(workdir):

@@ -87,4 +87,5 @@ def test_a_hub_model_not_downloaded_yet_is_left_out_with_a_note(monkeypatch, cap
     assert "download_model" not in table.index  # the TF-IDF baseline downloads nothing
     n_jobs = len(cfg.subsample.fractions) * len(cfg.subsample.seeds)
     assert table.loc["finetune", "jobs"] == n_jobs  # the baseline's only
+    assert table.loc["measure_runtime", "jobs"] == 1  # the baseline's, on its fitted state
     assert table["basis"].str.endswith("without bert (architecture not readable yet)").all()

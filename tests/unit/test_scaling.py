@@ -142,6 +142,18 @@ def test_three_sizes_are_too_few_points():
     assert not needed["trustworthy"].any()
 
 
+def test_a_target_already_beaten_in_the_data_is_reachable_without_a_fit():
+    sizes = [10, 40]
+    data = results_table([[0.5, 0.52], [0.9, 0.88]], sizes=sizes)
+    needed = data_needed(data, target=[0.7, 0.95], n_boot=10).set_index("target_score")
+    # two sizes: no usable fit, but 0.7 was beaten at 40 examples (and 90% of the best too)
+    assert np.isnan(needed.loc[0.7, "n_needed"]) and needed.loc[0.7, "observed_at"] == 40
+    assert needed.loc[0.7, "reachable"]
+    relative = needed[needed["kind"] == "relative"]
+    assert relative["reachable"].all() and (relative["observed_at"] == 40).all()
+    assert not needed.loc[0.95, "reachable"] and np.isnan(needed.loc[0.95, "observed_at"])
+
+
 def test_single_seed_gives_no_interval():
     scores = [true_score(n) + np.zeros(1) for n in SIZES]
     row = learning_curve_fits(results_table(scores), n_boot=10).iloc[0]

@@ -40,6 +40,7 @@ def test_dry_run_default_config(tmp_path):
         and stats["prepare_task"] == 3
         and stats["extract_features"] == 7
         and stats["select_hparams"] == 2 * 4 + 4
+        and stats["measure_runtime"] == 6  # every model, the TF-IDF baseline too
     )
 
 
@@ -51,6 +52,7 @@ def test_dry_run_e2e_config(tmp_path):
     stats = job_stats(result.stdout + result.stderr)
     assert stats["finetune"] == 16 and stats["render_report"] == 1
     assert stats["select_hparams"] == 4  # minilm × 2 inits, tfidf, efficientnet-lite0
+    assert stats["measure_runtime"] == 3  # minilm, tfidf, efficientnet-lite0
 
 
 def bad_config(tmp_path, mutate) -> subprocess.CompletedProcess:

@@ -88,6 +88,11 @@ class ModelAdapter:
     def predict_proba(self, out_dir: Path, texts: Sequence[str], num_labels: int) -> Any:
         raise NotImplementedError(f"{self.name} is a neural adapter: use load()")
 
+    def load_fitted(self, out_dir: Path) -> Any:
+        """The state `save` wrote, loaded once; its `predict(texts, num_labels)` gives the
+        numbers `predict_proba` does."""
+        raise NotImplementedError(f"{self.name} is a neural adapter: use load()")
+
 
 def _ignore_junk(directory: str, names: list[str]) -> list[str]:
     return [n for n in names if n in {"__pycache__", ".git"} or n.endswith(".pyc")]

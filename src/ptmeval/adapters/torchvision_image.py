@@ -120,6 +120,7 @@ class Adapter(ModelAdapter):
             "family": "cnn",
             "architecture": meta["architecture"],
             "feature_pooling": "model's own",
+            "standard_api": "torchvision.models.get_model",
             "source_head": f"pretrained classifier ({old.out_features} classes)"
             if source_head is not None
             else "none (random init)",
