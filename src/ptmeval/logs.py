@@ -22,11 +22,18 @@ def log_to(path: str | Path, level: int = logging.INFO) -> logging.Logger:
 
 
 def _excepthook(kind: type[BaseException], value: BaseException, tb: object) -> None:
-    """User errors end in one line naming the culprit; bugs keep their traceback."""
+    """User errors end in one line naming the culprit; bugs keep their traceback, in the job's
+    log file as well as on stderr (the log is where Snakemake points after a failure)."""
     from ptmeval.errors import PtmevalError
 
     if isinstance(value, PtmevalError):
         logging.getLogger("ptmeval").error("%s", value)
         sys.stderr.write(f"ptmeval error: {value}\n")
         return
-    sys.__excepthook__(kind, value, tb)  # type: ignore[arg-type]
+    if issubclass(kind, KeyboardInterrupt):
+        logging.getLogger("ptmeval").error("interrupted")
+        return
+    logging.getLogger("ptmeval").error(
+        "failed with an unexpected error (a bug: please report it with this log)",
+        exc_info=(kind, value, tb),  # type: ignore[arg-type]
+    )

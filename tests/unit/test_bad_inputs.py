@@ -106,7 +106,7 @@ CONFIG_CASES = {
     ),
     "unknown source kind": (
         set_path("models.0.source", {"kind": "ftp", "url": "x"}),
-        "invalid config: models[0] ('minilm').source: Input tag 'ftp' found using 'kind' does not match any of the expected tags: 'hub', 'path', 'package'",
+        "invalid config: models[0] ('minilm').source: Input tag 'ftp' found using 'kind' does not match any of the expected tags: 'hub', 'path', 'package', 'package-parts'",
     ),
     "unknown packaged dataset": (
         set_path("tasks.0.source.name", "bbc"),
@@ -298,6 +298,62 @@ def test_class_with_too_few_examples_for_the_split(tmp_path):
     )
 
 
+DATA_CASES = {
+    "empty text cells": (
+        "body,label\nhello,a\n,b\n  ,a\nworld,b\n",
+        "column 'body' (text_column) is empty in 2 rows (first: line 3); fill or remove those rows",
+    ),
+    "empty label cells": (
+        "body,label\nhello,a\nthere,\nworld,b\n",
+        "column 'label' (label_column) is empty in 1 row (first: line 3); fill or remove those rows",
+    ),
+    "a header only": ("body,label\n", "no data rows (a header only?)"),
+    "split values other than train and test": (
+        "body,label,part\nhello,a,train\nthere,b,val\nworld,a,test\nagain,b,dev\n",
+        "column 'part' (split_column) has 'dev', 'val' in 2 rows (first: line 3); allowed: "
+        "train, test (the validation split is drawn from the training rows)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(DATA_CASES))
+def test_bad_data_gets_one_line_naming_file_and_column(tmp_path, name):
+    content, expected = DATA_CASES[name]
+    data = csv_task(tmp_path, content=content)
+    if "part" in content:
+        data["tasks"][0]["source"]["split_column"] = "part"
+    with pytest.raises(PtmevalError) as info:
+        load_source(task(data).source)
+    assert str(info.value) == f"'{tmp_path / 'data.csv'}': {expected}"
+
+
+def test_a_latin1_csv_names_the_encoding_to_set_and_reads_with_it(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes("body,label\ncafé crème,a\nsmörgåsbord,b\n".encode("latin-1"))
+    data = mutated(set_path("tasks.0.source", {"kind": "file", "path": str(path)}))
+    data["tasks"][0]["source"].update(text_column="body")
+    message = f"'{path}': not utf-8 text (byte 0xe9 at position 14); set the task's source.encoding"
+    assert env_error(data).startswith(message)
+    with pytest.raises(PtmevalError, match="not utf-8 text"):
+        load_source(task(data).source)
+    data["tasks"][0]["source"]["encoding"] = "latin-1"
+    load_config(data)
+    assert load_source(task(data).source)["text"].tolist() == ["café crème", "smörgåsbord"]
+
+
+def test_image_folder_with_nested_class_folders(tmp_path):
+    for part in ("train", "test"):  # a train/ + test/ layout pointed at its parent
+        for cls in ("cat", "dog"):
+            (tmp_path / part / cls).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(tmp_path / part / cls / "0.png")
+    data = mutated(set_path("tasks.0.source", {"kind": "imagefolder", "path": str(tmp_path)}))
+    with pytest.raises(PtmevalError) as info:
+        load_source(task(data).source)
+    assert str(info.value).startswith(
+        f"'{tmp_path}': class folder 'test' holds images in sub-folder 'test/cat'"
+    )
+
+
 def test_image_folder_with_an_unreadable_image(tmp_path):
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
@@ -392,3 +448,25 @@ def test_model_dir_without_tokenizer_files_is_refused_at_download(tmp_path):
     with pytest.raises(PtmevalError) as info:
         download_model(parse_config(data).models[0], tmp_path / "snap")
     assert str(info.value).startswith(f"'{folder}': no tokenizer files (one of tokenizer.json")
+
+
+def test_inits_follow_what_the_source_provides():
+    resnet = {
+        "slug": "r18",
+        "adapter": "torchvision-image",
+        "options": {"architecture": "resnet18"},
+    }
+    image_task = {"slug": "digits", "source": {"kind": "packaged", "name": "digits"}}
+    cfg = parse_config({"models": [resnet], "tasks": [image_task]})
+    assert cfg.models[0].init_list == ["scratch"]  # no weights: no pretrained jobs to fail
+    with pytest.raises(PtmevalError) as info:
+        parse_config({"models": [resnet | {"inits": ["pretrained"]}], "tasks": [image_task]})
+    assert str(info.value) == (
+        "invalid config: models[0] ('r18'): init 'pretrained' needs pretrained weights: give a "
+        "'source' (e.g. a local state dict) or options.weights, or use inits: [scratch]"
+    )
+    weights = resnet | {"options": {"architecture": "resnet18", "weights": "DEFAULT"}}
+    assert parse_config({"models": [weights], "tasks": [image_task]}).models[0].init_list == [
+        "pretrained",
+        "scratch",
+    ]

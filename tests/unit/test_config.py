@@ -17,6 +17,7 @@ def test_default_and_e2e_configs_are_valid():
     assert {m.slug for m in cfg.models} >= {
         "minilm-l6",
         "smollm2-135m",
+        "mpnet-base",
         "tfidf-logreg",
         "efficientnet-lite0",
     }
@@ -76,7 +77,9 @@ def test_unknown_adapter_suggests_a_name():
             "unknown packaged dataset 'bbc'; did you mean 'bbc-news'?",
         ),
         (
-            lambda d: d["models"][2].update(inits=["pretrained"]),
+            lambda d: next(m for m in d["models"] if m["slug"] == "tfidf-logreg").update(
+                inits=["pretrained"]
+            ),
             "init 'pretrained' is not supported by adapter 'tfidf-logreg'",
         ),
     ],

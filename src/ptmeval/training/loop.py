@@ -221,6 +221,9 @@ def run_loop(
         if progress.order is None:
             progress.order, progress.position = shuffle(n_items), 0
         idx = progress.order[progress.position : progress.position + batch_size]
+        if len(idx) == 1 < batch_size and n_items > 1:  # one example breaks batch statistics:
+            progress.order, progress.position = shuffle(n_items), 0  # start the next epoch
+            continue
         loss = strategy.train_step(idx)
         if math.isfinite(loss):
             progress.step += 1
