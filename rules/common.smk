@@ -24,6 +24,8 @@ from ptmeval.workflow import (
     neural_models,
     runtime_inputs,
     runtime_settings,
+    source_files,
+    source_fingerprint,
     transfer_targets,
     tune_job_wildcards,
     tune_targets,
@@ -125,9 +127,12 @@ def get_model_entry(wildcards):
 
 
 def get_model_source_files(wildcards):
-    """Local source paths are inputs, so that replacing the weights reruns the download."""
-    src = CFG.model(wildcards.model).source
-    return [src.path] if src is not None and src.kind == "path" else []
+    """Every file of a local source is an input, so that replacing one reruns the download."""
+    return source_files(CFG, wildcards.model)
+
+
+def get_source_fingerprint(wildcards):
+    return source_fingerprint(CFG, wildcards.model)
 
 
 def get_task_entry(wildcards):

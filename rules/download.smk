@@ -16,6 +16,7 @@ rule download_model:
         runtime=60,
     params:
         entry=get_model_entry,
+        fingerprint=get_source_fingerprint,
         code_version=code_version("download_model"),
     script:
         "../scripts/download_model.py"

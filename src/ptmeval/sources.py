@@ -92,11 +92,34 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _safetensors_dtypes(path: Path) -> str:
-    """Comma-separated dtypes in a safetensors file, read from its JSON header."""
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked against the file: a header length that
+    fits, valid JSON, and tensor data that ends exactly at the end of the file (a truncated or
+    padded copy, or random bytes, fail here with a ModelSourceError naming the file)."""
+    total = path.stat().st_size
     with open(path, "rb") as handle:
         size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
+        if total < 8 or not 2 <= size <= total - 8:
+            raise ModelSourceError(
+                f"'{path.name}' is not a safetensors file (header length {size}, file {total} B)"
+            )
+        try:
+            header = json.loads(handle.read(size))
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError):
+            raise ModelSourceError(f"'{path.name}' has a damaged safetensors header") from None
+    expected = 8 + size + max(ends, default=0)
+    if expected != total:
+        raise ModelSourceError(
+            f"'{path.name}' is {total:,} bytes but its header describes {expected:,}: a truncated "
+            "or damaged copy; replace it with a complete one"
+        )
+    return dict(header)
+
+
+def _safetensors_dtypes(path: Path) -> str:
+    """Comma-separated dtypes in a safetensors file, read from its JSON header."""
+    header = safetensors_header(path)
     return ",".join(sorted({v["dtype"] for k, v in header.items() if k != "__metadata__"}))
 
 
@@ -156,6 +179,12 @@ def download_model(
                 f"models '{entry.slug}': refused to load '{resolved}': the pickle would run code "
                 f"or holds objects other than tensors ({str(err).splitlines()[0][:200]})"
             ) from None
+        for weights in sorted(out.rglob("*.safetensors")):  # before any later job reads them
+            try:
+                safetensors_header(weights)
+            except ModelSourceError as err:
+                shutil.rmtree(out, ignore_errors=True)
+                raise ModelSourceError(f"models '{entry.slug}': {err}") from None
         licence = find_license(entry, resolved)
     rows: list[dict[str, Any]] = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):

