@@ -1,6 +1,7 @@
 """Config validation, job enumeration and input functions shared by every rule."""
 
 import sys
+from pathlib import Path
 from argparse import Namespace
 
 from snakemake.utils import validate
@@ -14,7 +15,7 @@ from ptmeval.workflow import (
     gpus_for,
     benchmark_files,
     estimate_params,
-    code_version,
+    code_version as library_code_version,
     export_job_wildcards,
     is_export_job,
     export_targets,
@@ -52,6 +53,13 @@ for _damaged, _moved in quarantine_damaged("results"):
     )
 
 CONFIG_HASH = config_hash(CFG.model_dump(mode="json"))
+
+
+def code_version(stage):
+    """A rule's code version: its script and the library modules it really imports."""
+    return library_code_version(stage, Path(workflow.basedir) / "scripts")
+
+
 FT_JOBS = finetune_targets(CFG)
 NEURAL = neural_models(CFG)
 REPORT = f"reports/{CFG.run_name}/index.html"

@@ -5,6 +5,8 @@ Imported while the Snakefile is parsed: keep it free of torch/transformers/panda
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -17,47 +19,86 @@ from ptmeval.jobs import FinetuneJob, ModelJob
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-# The library files each stage's results depend on (besides its params and inputs).
-STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "download_model": ("sources.py", "_parts.py", "adapters"),
-    "prepare_task": ("tasks", "_catalog.py", "_columns.py"),
-    "subsample": ("subsample.py", "tasks/__init__.py"),
-    "profile_model": ("profiling.py", "training", "adapters"),
-    "extract_features": ("training", "adapters", "compute.py"),
-    "select_hparams": ("training", "adapters", "metrics.py", "checkpoint.py", "compute.py"),
-    "finetune": (
-        "training",
-        "adapters",
-        "metrics.py",
-        "checkpoint.py",
-        "compute.py",
-        "evaluation.py",
-    ),
-    "evaluate": ("evaluation.py", "metrics.py"),
-    "measure_runtime": ("runtime.py", "training", "adapters"),
-    "export_check": ("export.py", "training", "adapters", "metrics.py"),
-    "transfer_scores": ("transfer.py", "metrics.py", "io.py"),
-    "estimate_cost": ("estimate.py", "profiling.py", "_parts.py"),
-    "aggregate": (
-        "aggregate.py",
-        "scaling.py",
-        "comparison.py",
-        "transfer.py",
-        "verdicts.py",
-        "scorecard.py",
-        "decision.py",
-        "_catalog.py",
-    ),
-    "render_report": (
-        "report.py",
-        "templates",
-        "figures.py",
-        "scorecard.py",
-        "decision.py",
-        "verdicts.py",
-        "_catalog.py",
-    ),
-}
+# Files a stage depends on that no import names (read as data at run time).
+STAGE_DATA: dict[str, tuple[str, ...]] = {"render_report": ("templates",)}
+SCRIPTS_DIR = PACKAGE_DIR.parents[1] / "scripts"  # the rules' scripts (repository layout)
+_MODULE = re.compile(r"^ptmeval(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _module_files(name: str, package_dir: Path) -> list[Path]:
+    """The files importing `name` (ptmeval.a.b) executes: the module and its packages'
+    __init__.py; [] when it is not a module of the package (e.g. a function's name)."""
+    parts = name.split(".")[1:]
+    files = []
+    for depth in range(len(parts) + 1):
+        base = package_dir.joinpath(*parts[:depth])
+        if (base / "__init__.py").is_file():
+            files.append(base / "__init__.py")
+        elif depth and base.with_suffix(".py").is_file():
+            files.append(base.with_suffix(".py"))
+        elif depth:
+            break
+    return files
+
+
+@functools.cache
+def _imported(path: Path, package_dir: Path) -> frozenset[Path]:
+    """The package's files that `path` imports anywhere (lazy imports inside functions too),
+    or names as a module string (a registry entry, `python -m ptmeval.x`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from the importing file's package
+                rel = path.parent.relative_to(package_dir).parts
+                base = ["ptmeval", *rel[: len(rel) - (node.level - 1)]]
+                module = ".".join([*base, *([module] if module else [])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if _MODULE.match(node.value):
+                names.add(node.value)
+    files: set[Path] = set()
+    for name in names:
+        if name == "ptmeval" or name.startswith("ptmeval."):
+            files.update(_module_files(name, package_dir))
+    return frozenset(files)
+
+
+def import_closure(script: Path, package_dir: Path = PACKAGE_DIR) -> list[Path]:
+    """The package's files a script depends on: what it imports, what those import, and so on."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        current = todo.pop()
+        for found in _imported(current, package_dir):
+            if found not in seen:
+                seen.add(found)
+                todo.append(found)
+    return sorted(seen)
+
+
+@functools.cache
+def code_version(
+    stage: str, scripts_dir: Path = SCRIPTS_DIR, package_dir: Path = PACKAGE_DIR
+) -> str:
+    """Hash of the code a stage's results depend on: its script, the closure of the library
+    modules the script imports (computed from the sources, never a hand-kept list), and the
+    data files the stage reads (templates). Snakemake does not see inside imports."""
+    script = scripts_dir / f"{stage}.py"
+    files = [script, *import_closure(script, package_dir)]
+    for entry in STAGE_DATA.get(stage, ()):
+        files += sorted(p for p in (package_dir / entry).rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        name = file.name if file == script else str(file.relative_to(package_dir))
+        digest.update(name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
 
 # Settings that only inference-time stages (profile, features) depend on.
 INFERENCE_FIELDS = ("max_length", "image_size", "eval_batch_size")
@@ -80,19 +121,6 @@ def relevant_fields(cfg: Config, model: str) -> tuple[str, ...]:
         return inference + PROBE_FIELDS
     other = {name for mod, name in SIZE_FIELD.items() if mod != spec.modality}
     return tuple(f for f in FinetuneSettings.model_fields if f not in {*PROBE_FIELDS, *other})
-
-
-def code_version(stage: str) -> str:
-    """Hash of the library sources a stage depends on (Snakemake does not see inside imports)."""
-    digest = hashlib.sha256()
-    for entry in STAGE_CODE[stage]:
-        path = PACKAGE_DIR / entry
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for file in files:
-            if file.is_file() and file.suffix in (".py", ".j2", ".html"):
-                digest.update(str(file.relative_to(PACKAGE_DIR)).encode())
-                digest.update(file.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def finetune_targets(cfg: Config) -> list[dict[str, str]]:
