@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 from ptmeval.config import config_hash, fraction_slug, load_config
 from ptmeval.errors import ConfigError
-from ptmeval._cache import awaiting_recompute, quarantine_damaged
+from ptmeval._cache import awaiting_recompute, changes_nothing, quarantine_damaged
 from ptmeval.workflow import (
     PACKAGE_DIR,
     finetune_mem_mb,
@@ -45,10 +45,16 @@ except Exception as err:
     sys.exit(f"ptmeval: invalid config: {str(err).splitlines()[0]}")
 
 # A damaged cache file (e.g. truncated by a full disk) is moved aside, named, and recomputed
-# with what depends on it.
-for _damaged, _moved in quarantine_damaged("results"):
+# with what depends on it; a dry run, a lint or a job's re-parse only names it.
+_DRY = changes_nothing(sys.argv[1:], workflow.is_main_process)
+for _damaged, _moved in quarantine_damaged("results", move=not _DRY):
     print(
-        f"ptmeval: '{_damaged}' is damaged (truncated?); moved to '{_moved}' to be recomputed",
+        f"ptmeval: '{_damaged}' is damaged (truncated?); "
+        + (
+            "it will be moved aside and recomputed by a real run"
+            if _DRY
+            else f"moved to '{_moved}' to be recomputed"
+        ),
         file=sys.stderr,
     )
 

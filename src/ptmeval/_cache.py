@@ -24,9 +24,12 @@ def parquet_intact(path: str | Path) -> bool:
     return head == b"PAR1" and tail[4:] == b"PAR1" and footer + 12 <= size
 
 
-def quarantine_damaged(results_dir: str | Path = "results") -> list[tuple[Path, Path]]:
+def quarantine_damaged(
+    results_dir: str | Path = "results", move: bool = True
+) -> list[tuple[Path, Path]]:
     """Move damaged Parquet files out of the cache (to results/.damaged/) so that Snakemake
-    recomputes them and only what depends on them. Nothing is deleted."""
+    recomputes them and only what depends on them. Nothing is deleted; with `move` False
+    (a dry run) they are only named, as (damaged, where it would go)."""
     root = Path(results_dir)
     moved: list[tuple[Path, Path]] = []
     if not root.is_dir():
@@ -36,10 +39,25 @@ def quarantine_damaged(results_dir: str | Path = "results") -> list[tuple[Path, 
             continue
         if not parquet_intact(path):
             target = root / ".damaged" / path.relative_to(root)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            if move:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
             moved.append((path, target))
     return moved
+
+
+def changes_nothing(argv: list[str], main_process: bool) -> bool:
+    """Whether this parse of the Snakefile must leave the cache as it is: a dry run or a lint
+    (`-n`, `--dry-run`, `-np`, `--lint`), or a job's re-parse on a cluster node or in a job
+    subprocess (not Snakemake's main process: the main process already checked the cache)."""
+    if not main_process:
+        return True
+    for arg in argv:
+        if arg in ("--dry-run", "--dryrun", "--lint"):
+            return True
+        if arg.startswith("-") and not arg.startswith("--") and "n" in arg[1:]:
+            return True
+    return False
 
 
 def awaiting_recompute(results_dir: str | Path = "results") -> list[str]:

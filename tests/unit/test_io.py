@@ -45,3 +45,18 @@ def test_damaged_table_is_moved_aside_and_asked_for_until_recomputed(tmp_path):
     assert quarantine_damaged(results) == []  # the quarantine itself is never re-examined
     write_table(pd.DataFrame({"x": [1, 2, 3]}), bad)  # recomputed
     assert awaiting_recompute(results) == []
+
+
+def test_a_dry_run_lint_or_job_reparse_leaves_the_cache_as_it_is(tmp_path):
+    from ptmeval._cache import changes_nothing, quarantine_damaged
+
+    for argv in (["-n"], ["-np", "--cores", "2"], ["--dry-run"], ["--lint"], ["-pn"]):
+        assert changes_nothing(argv, main_process=True), argv
+    assert not changes_nothing(["--cores", "2", "-p", "--configfile", "my.yaml"], True)
+    assert changes_nothing(["--cores", "2"], main_process=False)  # a job on a cluster node
+    results = tmp_path / "results"
+    bad = results / "a" / "bad.parquet"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"PAR1 truncated")
+    named = quarantine_damaged(results, move=False)
+    assert named == [(bad, results / ".damaged" / "a" / "bad.parquet")] and bad.exists()
