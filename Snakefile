@@ -30,3 +30,4 @@ rule all:
     input:
         REPORT,
         RECOMPUTE,
+        RETRY,

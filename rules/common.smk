@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from ptmeval.config import config_hash, fraction_slug, load_config
 from ptmeval.errors import ConfigError
+from ptmeval.findings import retry_failed
 from ptmeval._cache import awaiting_recompute, changes_nothing, quarantine_damaged
 from ptmeval.workflow import (
     PACKAGE_DIR,
@@ -58,6 +59,16 @@ for _damaged, _moved in quarantine_damaged("results", move=not _DRY):
         file=sys.stderr,
     )
 
+# A model's failed jobs (failure records, see ptmeval.findings) are tried again by a real run:
+# the records are removed and the tables among them asked for (RETRY, targets of `all`).
+_RETRIED = retry_failed("results", remove=not _DRY)
+if _RETRIED:
+    print(
+        f"ptmeval: {len(_RETRIED)} outputs of failed jobs (e.g. '{_RETRIED[0]}'); "
+        + ("a real run tries them again" if _DRY else "trying them again"),
+        file=sys.stderr,
+    )
+
 CONFIG_HASH = config_hash(CFG.model_dump(mode="json"))
 
 
@@ -104,6 +115,7 @@ AGGREGATES = [
     "scorecard",
     "scorecard_parts",
     "decision",
+    "failures",
     "stage_times",
     "pareto",
     "similarity_vs_gain",
@@ -306,6 +318,7 @@ def expected_tables():
 # are recomputed, so that they and everything downstream of them run again.
 _PENDING = awaiting_recompute("results")
 RECOMPUTE = sorted(set(_PENDING) & expected_tables()) if _PENDING else []
+RETRY = sorted(set(_RETRIED) & expected_tables()) if _RETRIED else []
 
 
 def get_transfer_subsets(wildcards):

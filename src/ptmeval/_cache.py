@@ -46,16 +46,43 @@ def quarantine_damaged(
     return moved
 
 
+# Snakemake invocations that run no job: they must not change the cache either.
+READ_ONLY_FLAGS = {
+    "--dry-run",
+    "--dryrun",
+    "--lint",
+    "--summary",
+    "--detailed-summary",
+    "--dag",
+    "--d3dag",
+    "--rulegraph",
+    "--filegraph",
+    "--list",
+    "--list-rules",
+    "--list-target-rules",
+    "--list-changes",
+    "--list-code-changes",
+    "--list-input-changes",
+    "--list-params-changes",
+    "--report",
+    "--unlock",
+    "--touch",
+    "--cleanup-metadata",
+}
+READ_ONLY_SHORT = set("nSDlt")  # -n, -S, -D, -l, -t (also inside combined flags: -np)
+
+
 def changes_nothing(argv: list[str], main_process: bool) -> bool:
-    """Whether this parse of the Snakefile must leave the cache as it is: a dry run or a lint
-    (`-n`, `--dry-run`, `-np`, `--lint`), or a job's re-parse on a cluster node or in a job
-    subprocess (not Snakemake's main process: the main process already checked the cache)."""
+    """Whether this parse of the Snakefile must leave the cache as it is: a dry run, a lint, a
+    summary, a listing or a graph (no job runs), or a job's re-parse on a cluster node or in a
+    job subprocess (not Snakemake's main process: the main process already checked the
+    cache)."""
     if not main_process:
         return True
     for arg in argv:
-        if arg in ("--dry-run", "--dryrun", "--lint"):
+        if arg.split("=")[0] in READ_ONLY_FLAGS:
             return True
-        if arg.startswith("-") and not arg.startswith("--") and "n" in arg[1:]:
+        if arg.startswith("-") and not arg.startswith("--") and READ_ONLY_SHORT & set(arg[1:]):
             return True
     return False
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ptmeval import comparison, decision, scaling, scorecard, verdicts
 from ptmeval.adapters import ADAPTERS, get_spec
+from ptmeval.findings import FAILED_COLUMN, is_failure_table
 from ptmeval.io import read_table
 from ptmeval.transfer import frechet_diag, score_predictions
 
@@ -35,10 +36,35 @@ PREDICTORS = [
 NAIVE = {"linear_probe_val_accuracy", "params_total", "flops_forward_per_sample"}
 
 
-def concat_tables(paths: Iterable[str | Path]) -> pd.DataFrame:
-    frames = [read_table(p) for p in paths]
-    frames = [f for f in frames if len(f)]
+def concat_tables(
+    paths: Iterable[str | Path], failures: list[pd.DataFrame] | None = None
+) -> pd.DataFrame:
+    """The tables one after the other; failure records (`ptmeval.findings`) are set apart
+    into `failures` instead."""
+    frames = []
+    for path in paths:
+        frame = read_table(path)
+        if is_failure_table(frame):
+            if failures is not None:
+                failures.append(frame)
+        elif len(frame):
+            frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def failure_summary(records: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per model and failure: where it began, why, and how many jobs it stopped."""
+    columns = ["model", "failed_stage", "reason", "jobs", "stages"]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    frame = pd.concat(records, ignore_index=True).rename(columns={FAILED_COLUMN: "failed_stage"})
+    frame = frame.drop_duplicates(["model", "job", "stage", "failed_stage", "reason"])
+    return (
+        frame.groupby(["model", "failed_stage", "reason"], as_index=False)
+        .agg(jobs=("job", "size"), stages=("stage", lambda s: ", ".join(sorted(set(s)))))
+        .sort_values(["model", "failed_stage"])
+        .reset_index(drop=True)[columns]
+    )
 
 
 def learning_curves(results: pd.DataFrame) -> pd.DataFrame:
@@ -487,17 +513,18 @@ def aggregate(
 ) -> dict[str, pd.DataFrame]:
     """The report's tables, by name."""
     settings = settings or {}
+    failed: list[pd.DataFrame] = []
     metric = settings.get("metric", "accuracy")
     n_boot = int(settings.get("n_boot", 1000))
     alpha = float(settings.get("alpha", 0.05))
-    results = concat_tables(metrics)
-    history = concat_tables(histories)
-    profile = concat_tables(profiles)
-    tasks = concat_tables(task_summaries)
-    runtime = concat_tables(runtimes)
-    export = concat_tables(exports)
-    transfer = concat_tables(transfers)
-    preds = concat_tables(predictions)
+    results = concat_tables(metrics, failed)
+    history = concat_tables(histories, failed)
+    profile = concat_tables(profiles, failed)
+    tasks = concat_tables(task_summaries, failed)
+    runtime = concat_tables(runtimes, failed)
+    export = concat_tables(exports, failed)
+    transfer = concat_tables(transfers, failed)
+    preds = concat_tables(predictions, failed)
     fits = band = needed = gain = effective = process = difficulty = pd.DataFrame()
     if len(results):
         chance = chance_scores(tasks, preds, metric)
@@ -525,7 +552,7 @@ def aggregate(
         "history": history,
         "finetune_cost": fine_tune_cost(history),
         "profile": profile,
-        "manifest": concat_tables(manifests),
+        "manifest": concat_tables(manifests, failed),
         "tasks": tasks,
         "runtime": runtime,
         "accessibility": verdicts.accessibility(runtime, settings.get("hardware", [])),
@@ -547,12 +574,12 @@ def aggregate(
         "prediction_points": prediction_points(transfer, profile, results, metric),
         "prediction_cost": prediction_cost(transfer, history),
         "reuse": reuse(results, gain, metric),
-        "tuning": concat_tables(tuning),
+        "tuning": concat_tables(tuning, failed),
     }
     tables["difficulty"] = with_tuning(difficulty, tables["tuning"])
     tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
     tables["protocol_check"] = protocol_check(
-        results, preds, concat_tables(frozen), metric, n_boot=n_boot, alpha=alpha
+        results, preds, concat_tables(frozen, failed), metric, n_boot=n_boot, alpha=alpha
     )
     facts = {
         m: {"modality": get_spec(a).modality, "neural": get_spec(a).neural}
@@ -578,6 +605,7 @@ def aggregate(
             how="outer",
         )
     tables["stage_times"] = times
+    tables["failures"] = failure_summary(failed)
     tables["pareto"] = pareto_points(tables, metric)
     return tables
 

@@ -175,11 +175,17 @@ def _text_cost(entry: Any, settings: Any) -> ModelCost:
         )
     gguf = getattr(entry.source, "gguf_file", None)
     directory = directory if directory.is_dir() else directory.parent
-    config = (
-        AutoConfig.from_pretrained(directory, gguf_file=gguf)
-        if gguf
-        else AutoConfig.from_pretrained(directory)
-    )
+    try:
+        config = (
+            AutoConfig.from_pretrained(directory, gguf_file=gguf)
+            if gguf
+            else AutoConfig.from_pretrained(directory)
+        )
+    except (OSError, ValueError) as err:  # the download job will name the problem
+        raise ModelSourceError(
+            f"model '{entry.slug}': no readable config in '{directory}' "
+            f"({str(err).splitlines()[0][:200]})"
+        ) from None
 
     class _Shim:  # the attributes analytical_flops reads
         model = type("M", (), {"config": config})()
@@ -246,8 +252,9 @@ def model_cost(cfg: Config, slug: str, cache: Path | None) -> ModelCost | None:
     entry = cfg.model(slug)
     if not get_spec(entry.adapter).neural:
         return None
-    if cache is not None and (cache / "profile" / f"{slug}.parquet").exists():
-        prof = pd.read_parquet(cache / "profile" / f"{slug}.parquet").iloc[0]
+    cached = cache / "profile" / f"{slug}.parquet" if cache is not None else None
+    prof = pd.read_parquet(cached).iloc[0] if cached is not None and cached.exists() else None
+    if prof is not None and "flops_forward_per_sample" in prof:  # not a failure record
         return ModelCost(
             float(prof["flops_forward_per_sample"]),
             float(prof.get("flops_train_step_per_sample", 3 * prof["flops_forward_per_sample"])),

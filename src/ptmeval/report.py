@@ -618,6 +618,17 @@ def export_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> list[P
     return written
 
 
+def failure_note(failures: pd.DataFrame) -> str:
+    """The sentence that names the models whose jobs failed (the verdict is without them)."""
+    if failures.empty:
+        return ""
+    first = failures.drop_duplicates("model")
+    named = "; ".join(
+        f"{r['model']} ({r['failed_stage']} failed: {r['reason']})" for _, r in first.iterrows()
+    )
+    return f"Not in this verdict, or only in part, because a job failed: {named}."
+
+
 def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     card = _get(tables, "scorecard")
     parts = _get(tables, "scorecard_parts")
@@ -626,7 +637,9 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         return {
             "rows": [],
             "dimensions": DIMENSIONS,
-            "text": "No model was evaluated.",
+            "text": " ".join(
+                filter(None, ["No model was evaluated.", failure_note(_get(tables, "failures"))])
+            ),
             "parts": table(parts, []),
             "decision": table(chosen, []),
         }
@@ -663,6 +676,7 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 [
                     protocol_caveat(_get(tables, "protocol_check"), card["model"]),
                     recommendation(card, parts, chosen),
+                    failure_note(_get(tables, "failures")),
                 ],
             )
         ),
@@ -773,6 +787,16 @@ def render_report(
             "full fine-tunes ran on": placements(_get(tables, "history")),
         },
         scorecard=scorecard_view(tables),
+        failures=table(
+            _get(tables, "failures"),
+            [
+                ("model", "model", text),
+                ("failed_stage", "failed in", text),
+                ("reason", "reason", text),
+                ("jobs", "jobs not run or failed", count),
+                ("stages", "stages affected", text),
+            ],
+        ),
         failed_runs=failed_runs(_get(tables, "difficulty")),
         pareto=pareto_figures(_get(tables, "pareto")),
         stages=table(

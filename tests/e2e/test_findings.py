@@ -1,0 +1,85 @@
+"""A config with one broken model and two good ones ends in a report that names the broken one
+(its failure is a finding, not the end of the run); the next run tries the failed jobs again
+and recomputes nothing of the good models."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import job_stats, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def config(tmp_path):
+    broken = tmp_path / "not-a-model"
+    broken.mkdir()
+    (broken / "README.md").write_text("weights that never arrived\n")
+    data = {
+        "run_name": "findings",
+        "models": [
+            {
+                "slug": "broken",
+                "adapter": "hf-text",
+                "source": {"kind": "path", "path": str(broken)},
+            },
+            {"slug": "tfidf-a", "adapter": "tfidf-logreg"},
+            {"slug": "tfidf-b", "adapter": "tfidf-logreg", "options": {"ngram_max": 1}},
+        ],
+        "tasks": [
+            {
+                "slug": "bbc-news",
+                "source": {"kind": "packaged", "name": "bbc-news"},
+                "test_size": 60,
+                "val_size": 20,
+                "max_train": 40,
+            }
+        ],
+        "subsample": {"fractions": [0.5, 1.0], "seeds": [0]},
+        "finetune": {"c_grid": [1.0], "lr_grid": [1.0e-4], "min_steps": 2, "max_length": 16},
+        "profile": {
+            "inference_batch_sizes": [1],
+            "train_batch_sizes": [2],
+            "warmup": 0,
+            "min_repeats": 2,
+            "budget_s": 0.1,
+        },
+        "analysis": {"n_boot": 100},
+    }
+    path = tmp_path / "findings.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_one_broken_model_is_a_finding_and_the_report_completes(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = config(tmp_path)
+    result = run_snakemake("--cores", "2", "--configfile", str(cfg), cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    aggregate = work / "results" / "aggregate"
+    failures = pd.read_parquet(aggregate / "failures.parquet").set_index("model")
+    assert list(failures.index) == ["broken"]
+    assert failures.at["broken", "failed_stage"] == "download_model"
+    assert "no config.json" in failures.at["broken", "reason"]
+    assert failures.at["broken", "jobs"] > 5  # everything after the download, recorded
+    results = pd.read_parquet(aggregate / "results.parquet")
+    assert set(results["model"]) == {"tfidf-a", "tfidf-b"}
+    html = (work / "reports" / "findings" / "index.html").read_text()
+    paragraph = html[html.index('id="recommendation"') :].split("</p>")[0]
+    assert "broken (download_model failed:" in paragraph and "On bbc-news" in paragraph
+    assert 'id="failures"' in html
+    log = (work / "logs" / "download_model" / "broken.log").read_text()
+    assert "no config.json" in log
+
+    good = {
+        p: p.stat().st_mtime_ns
+        for p in (work / "results" / "finetune").rglob("history.parquet")
+        if "broken" not in p.parts
+    }
+    again = run_snakemake("--cores", "2", "--configfile", str(cfg), cwd=work)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "outputs of failed jobs" in again.stderr and "trying them again" in again.stderr
+    stats = job_stats(again.stderr + again.stdout)
+    assert stats["download_model"] == 1 and "prepare_task" not in stats
+    assert all(p.stat().st_mtime_ns == t for p, t in good.items())  # the good models: kept
