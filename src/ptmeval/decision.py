@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ptmeval.comparison import RANK_COLUMNS
+
 CONSTRAINTS: dict[str, tuple[str, str, str]] = {
     # name -> (scorecard sub-measure or cost column, what it is, how it reads in a sentence)
     "latency": ("latency_b1", "CPU latency at batch 1 (p50)", "{:.3g} ms per example"),
@@ -31,17 +33,10 @@ CONSTRAINTS: dict[str, tuple[str, str, str]] = {
     "storage": ("storage_mb", "task-specific weights stored per extra task", "{:.3g} MB per task"),
 }
 
+# the rank-interval columns a decision row keeps (one row per task × system)
+KEPT = [c for c in RANK_COLUMNS if c not in ("n_test", "rank", "rank_low", "rank_high", "p_best")]
 DECISION_COLUMNS = [
-    "task",
-    "system",
-    "model",
-    "init",
-    "method",
-    "n_train",
-    "n_seeds",
-    "accuracy",
-    "acc_ci_low",
-    "acc_ci_high",
+    *KEPT,
     "best",
     "p_vs_best",
     "tied",
@@ -117,20 +112,7 @@ def decisions(
     for task, group in ranks.groupby("task", sort=True):
         group = group.sort_values(["rank", "system"], kind="stable").reset_index(drop=True)
         best = str(group.at[0, "system"])
-        rows = group[
-            [
-                "task",
-                "system",
-                "model",
-                "init",
-                "method",
-                "n_train",
-                "n_seeds",
-                "accuracy",
-                "acc_ci_low",
-                "acc_ci_high",
-            ]
-        ].copy()
+        rows = group[KEPT].copy()
         rows["best"] = rows["system"] == best
         pairs = pairwise[pairwise["task"] == task] if len(pairwise) else pairwise
         p_vs_best, tied = [], []
