@@ -62,7 +62,11 @@ class Concatenated(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         done = 0
         while done < len(view) and self._pos < self._total:
-            i = max(j for j, start in enumerate(self._starts) if start <= self._pos)
+            i = next(  # the chunk holding this position (an empty chunk holds none)
+                j
+                for j, start in enumerate(self._starts)
+                if start <= self._pos < start + self._sizes[j]
+            )
             handle = self._handles[i]
             handle.seek(self._pos - self._starts[i])
             want = min(len(view) - done, self._starts[i] + self._sizes[i] - self._pos)

@@ -201,3 +201,21 @@ def test_replacing_a_source_file_reruns_its_download(tmp_path, monkeypatch):
     assert source_fingerprint(cfg, "q") == before
     chunk.write_bytes(chunk.read_bytes() + b"x")  # another version
     assert source_fingerprint(cfg, "q") != before
+
+
+def test_the_chunks_read_as_one_stream_empty_ones_included(tmp_path):
+    import io
+
+    from ptmeval._parts import Concatenated
+
+    pieces = [b"abc", b"", b"defg", b"", b"h"]
+    paths = []
+    for i, data in enumerate(pieces):
+        paths.append(tmp_path / str(i))
+        paths[-1].write_bytes(data)
+    assert io.BufferedReader(Concatenated(paths)).read() == b"abcdefgh"
+    stream = Concatenated(paths)
+    stream.seek(3)
+    assert stream.read(10) == b"defgh" and stream.tell() == 8
+    stream.seek(-2, io.SEEK_END)
+    assert stream.read(5) == b"gh"
