@@ -312,10 +312,13 @@ def recommendation(card: pd.DataFrame, parts: pd.DataFrame, table: pd.DataFrame)
             if bool(top.get("complete", True))
             else " — not every sub-measure that applies to it was measured"
         )
-        label = f"{str(modality).capitalize()} models: o" if card["modality"].nunique() > 1 else "O"
+        prefix = (
+            f"{str(modality).capitalize()} models: on" if card["modality"].nunique() > 1 else "On"
+        )
         texts.append(
-            f"{label}n the scorecard's weighted dimensions, "
-            f"{top['model']} scores highest ({top['overall']:.0f}/100{note}); the scorecard "
-            "weighs costs and checks, not only accuracy."
+            f"{prefix} the scorecard's weighted dimensions, {top['model']} scores highest "
+            f"({top['overall']:.0f}/100{note}); the scorecard weighs costs and checks as well as "
+            "accuracy, so where it differs from the per-task verdict, the verdict is the one the "
+            "paired tests support."
         )
     return " ".join(texts) or "No paired comparison was possible."
