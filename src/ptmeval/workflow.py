@@ -400,9 +400,12 @@ def snapshot_mb(model: str, root: str | Path = "results") -> float:
 def finetune_mem_mb(cfg: Config, model: str, attempt: int = 1) -> int:
     """Memory a fine-tune job asks the scheduler for: the Python/torch baseline plus weights,
     gradients and AdamW's two moments (4× the fp32 weights) plus activations, scaled by the
-    attempt number so that a job killed for memory is retried with more."""
-    weights = snapshot_mb(model) or 500.0
+    attempt number so that a job killed for memory is retried with more. A model without
+    neural weights (TF-IDF) asks for the baseline only."""
     entry = cfg.model(model)
+    if not get_spec(entry.adapter).neural:
+        return 2000 * max(1, attempt)
+    weights = snapshot_mb(model) or 500.0
     factor = 5.0 if entry.method == "full" else 1.5
     return int((2000 + factor * weights) * max(1, attempt))
 

@@ -458,10 +458,17 @@ def test_local_rules_ran_locally(slurm_run):
     assert (slurm_run.work / "results" / "aggregate" / "results.parquet").exists()
 
 
-def _finetune_mem_mb(slurm_log: str) -> int:
-    """The largest `mem_mb` a fine-tune asked for inside a group job (its node-side blocks)."""
-    blocks = re.findall(r"rule finetune:\n(?:    .*\n)*?    resources: .*?mem_mb=(\d+)", slurm_log)
-    return max(int(mb) for mb in blocks)
+def _finetune_mem_mb(slurm_log: str, wildcards: str) -> int:
+    """The `mem_mb` the fine-tune with these wildcards asked for inside a group job (its
+    node-side block). Matched by wildcards: the group's other fine-tunes (another model) ask for
+    other amounts, and which of them a cancelled attempt reached depends on the order it ran them."""
+    blocks = re.findall(
+        r"rule finetune:\n(?:    .*\n)*?    wildcards: (.*)\n(?:    .*\n)*?    resources: .*?mem_mb=(\d+)",
+        slurm_log,
+    )
+    asked = {int(mb) for found, mb in blocks if found == wildcards}
+    assert len(asked) == 1, (wildcards, blocks)
+    return asked.pop()
 
 
 def test_cancelled_group_was_retried(slurm_run):
@@ -487,7 +494,7 @@ def test_cancelled_group_was_retried(slurm_run):
     # the second attempt asked for twice the memory (a fine-tune's mem_mb scales with the
     # attempt, and so does the group's request)
     assert "--attempt 2" in second
-    assert abs(_finetune_mem_mb(second) - 2 * _finetune_mem_mb(first)) <= 1
+    assert abs(_finetune_mem_mb(second, wildcards) - 2 * _finetune_mem_mb(first, wildcards)) <= 1
     # Snakemake printed the cancelled job's SLURM log (show-failed-logs), with the node-side
     # Snakemake's job blocks, which parse_blocks leaves out
     assert f"Logfile {attempts[0][1]}:" in log
