@@ -95,6 +95,7 @@ AGGREGATES = [
     "runtime",
     "accessibility",
     "export",
+    "deployment",
     "compatibility",
     "structure",
     "fits",
@@ -290,6 +291,9 @@ def get_aggregate_inputs(wildcards):
         "runtimes": [f"results/runtime/{m.slug}.parquet" for m in CFG.models],
         "exports": [
             f"results/export/{e['model']}/{e['task']}.parquet" for e in EXPORTS
+        ],
+        "deployments": [
+            f"results/export/{e['model']}/{e['task']}.variants.parquet" for e in EXPORTS
         ],
         "transfers": [
             f"results/transfer/{t['model']}/{t['task']}.parquet" for t in TRANSFERS

@@ -3,6 +3,7 @@ rule export_check:
         unpack(get_export_inputs),
     output:
         export="results/export/{model}/{task}.parquet",
+        variants="results/export/{model}/{task}.variants.parquet",
     log:
         "logs/export_check/{model}/{task}.log",
     benchmark:
@@ -15,6 +16,7 @@ rule export_check:
         runtime=60,
     params:
         job=get_export_job,
+        deployment=CFG.deployment.model_dump(mode="json"),
         code_version=code_version("export_check"),
     script:
         "../scripts/export_check.py"

@@ -15,6 +15,7 @@ tables = aggregate(
     predictions=inputs.predictions,
     runtimes=inputs.runtimes,
     exports=inputs.exports,
+    deployments=inputs.deployments,
     transfers=inputs.transfers,
     frozen=inputs.frozen,
     benchmarks=inputs.benchmarks,

@@ -28,6 +28,11 @@ SUBMEASURES: dict[str, tuple[str, str, str]] = {
     "latency_b1": ("accessibility", "cost", "CPU inference latency at batch 1, p50 (ms)"),
     "inference_memory": ("accessibility", "cost", "peak memory, inference at batch 1 (MB)"),
     "flops": ("accessibility", "cost", "forward FLOPs per example"),
+    "deploy_memory": (
+        "accessibility",
+        "cost",
+        "peak memory of the leanest deployment variant that passes the accuracy gate (MB)",
+    ),
     "data_efficiency": ("accessibility", "benefit", "score at the smallest training size"),
     "score_at_largest": ("scalability", "benefit", "score at the largest training size"),
     "gain_per_doubling": ("scalability", "benefit", "score gained per doubling of the data"),
@@ -49,6 +54,7 @@ APPLIES_ONLY_TO: dict[str, tuple[str, str]] = {
     "onnx_parity": ("neural", "not a torch model"),
     "safetensors": ("pretrained", "no pretrained weights to store"),
     "flops": ("neural", "no dense forward pass: its running cost is the measured latency"),
+    "deploy_memory": ("neural", "not a torch model: no variants to build"),
     "transfer_gain": ("pretrained", "no pretraining: nothing to transfer"),
 }
 
@@ -62,6 +68,7 @@ SUBMEASURE_SOURCES: dict[str, str] = {
     "latency_b1": "runtime",
     "inference_memory": "runtime",
     "flops": "profile",
+    "deploy_memory": "deployment",
     "data_efficiency": "learning_curve",
     "score_at_largest": "learning_curve",
     "gain_per_doubling": "learning_curve",

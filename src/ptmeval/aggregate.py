@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ptmeval import comparison, decision, scaling, scorecard, verdicts
+from ptmeval import deployment as deploy
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.findings import FAILED_COLUMN, is_failure_table
 from ptmeval.io import read_table
@@ -504,6 +505,7 @@ def aggregate(
     predictions: Iterable[str | Path] = (),
     runtimes: Iterable[str | Path] = (),
     exports: Iterable[str | Path] = (),
+    deployments: Iterable[str | Path] = (),
     transfers: Iterable[str | Path] = (),
     frozen: Iterable[str | Path] = (),
     benchmarks: Iterable[str | Path] = (),
@@ -523,6 +525,7 @@ def aggregate(
     tasks = concat_tables(task_summaries, failed)
     runtime = concat_tables(runtimes, failed)
     export = concat_tables(exports, failed)
+    deployment = concat_tables(deployments, failed)
     transfer = concat_tables(transfers, failed)
     preds = concat_tables(predictions, failed)
     fits = band = needed = gain = effective = process = difficulty = pd.DataFrame()
@@ -555,8 +558,14 @@ def aggregate(
         "manifest": concat_tables(manifests, failed),
         "tasks": tasks,
         "runtime": runtime,
-        "accessibility": verdicts.accessibility(runtime, settings.get("hardware", [])),
+        "accessibility": verdicts.accessibility(
+            runtime,
+            settings.get("hardware", []),
+            deployment,
+            settings.get("constraint", "latency"),
+        ),
         "export": export,
+        "deployment": deployment,
         "compatibility": verdicts.compatibility(models, results, export),
         "structure": verdicts.structure(profile),
         "fits": fits,
@@ -606,7 +615,7 @@ def aggregate(
         )
     tables["stage_times"] = times
     tables["failures"] = failure_summary(failed)
-    tables["pareto"] = pareto_points(tables, metric)
+    tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
     return tables
 
 
@@ -629,9 +638,16 @@ def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataF
     )
 
 
-def pareto_points(tables: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:
+def pareto_points(
+    tables: dict[str, pd.DataFrame], metric: str, constraint: str = "latency"
+) -> pd.DataFrame:
     """Per model × task: test score of the best init at the largest size, its 95% interval (from
-    the rank-interval bootstrap over test examples), and the costs of the Pareto view."""
+    the rank-interval bootstrap over test examples), and the costs of the Pareto view; plus, on
+    the task of its deployment check, a point 'model · variant' for the model's best passing
+    deployment variant (`deploy.best_variant`): the model's score and interval shifted by the
+    variant's paired change from fp32, its latency the model's × the variant's latency ratio to
+    fp32, its memory the model's + the variant's peak-memory difference from fp32 (both measured
+    side by side in the deployment check)."""
     ranks = tables.get("ranks", pd.DataFrame())
     parts = tables.get("scorecard_parts", pd.DataFrame())
     if ranks.empty or parts.empty:
@@ -642,4 +658,25 @@ def pareto_points(tables: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:
     )
     costs = parts.pivot(index="model", columns="submeasure", values="raw")
     cols = ["latency_b1", "inference_memory", "flops", "finetune_time"]
-    return points.merge(costs[cols].reset_index(), on="model", how="left")
+    points = points.merge(costs[cols].reset_index(), on="model", how="left")
+    points["variant"] = None
+    extra = []
+    for pick in deploy.best_variants(tables.get("deployment", pd.DataFrame()), constraint):
+        base = points[(points["model"] == pick["model"]) & (points["task"] == pick["task"])]
+        if base.empty:
+            continue
+        row = base.iloc[0].to_dict()
+        shift = float(pick["diff"])
+        row.update(
+            model=f"{pick['model']} · {pick['variant']}",
+            variant=pick["variant"],
+            score=row["score"] + shift,
+            score_lo=row["score_lo"] + shift,
+            score_hi=row["score_hi"] + shift,
+            latency_b1=row["latency_b1"] * pick["latency_ratio"],
+            inference_memory=row["inference_memory"] + pick["memory_diff_mb"],
+            flops=np.nan,
+            finetune_time=np.nan,
+        )
+        extra.append(row)
+    return pd.concat([points, pd.DataFrame(extra)], ignore_index=True) if extra else points

@@ -12,7 +12,7 @@ import importlib.util
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -469,6 +469,44 @@ class ProfileSettings(_Strict):
         return sorted(set(values))
 
 
+DeploymentVariant = Literal["fp32", "bf16", "int8-dynamic", "onnx-fp32", "onnx-int8", "fp16-cuda"]
+
+
+class DeploymentSettings(_Strict):
+    """Deployment variants of the export check's model, behind an accuracy gate
+    (ptmeval.deployment)."""
+
+    variants: list[DeploymentVariant] = Field(
+        default_factory=lambda: list(get_args(DeploymentVariant)),
+        description="Variants to build (fp32, the reference, always is; fp16-cuda only where "
+        "there is a GPU).",
+    )
+    gate: float = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="A variant passes when its primary metric is at least this × fp32's on the "
+        "same test examples (MLPerf Inference's 99% rule).",
+    )
+    batch_sizes: list[int] = Field(
+        default_factory=lambda: [1, 32],
+        min_length=1,
+        description="Batch sizes timed per variant (p50 and p90); the largest also scores the "
+        "test split.",
+    )
+    budget_s: float = Field(1.0, gt=0, description="Keep repeating a timing this long.")
+    n_boot: int = Field(
+        1000, ge=50, description="Bootstrap resamples of the paired difference from fp32."
+    )
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_sizes(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError("batch sizes must be at least 1")
+        return sorted(set(values))
+
+
 class HardwareProfile(_Strict):
     """A machine a model might have to fit on ("smallest hardware that fits")."""
 
@@ -548,6 +586,7 @@ class Config(_Strict):
         "reads (the export check's) are written, and removed once it has run.",
     )
     scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
+    deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
 
     @model_validator(mode="after")
     def _unique_slugs(self) -> Config:

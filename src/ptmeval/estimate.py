@@ -91,6 +91,24 @@ def finetune_seconds(n: int, settings: Any, val_examples: int, cost: Any, peak: 
     )
 
 
+def deployment_seconds(cfg: Config, test_size: int, cost: Any, peak: float) -> float:
+    """The deployment variants of one export check (ptmeval.deployment), each in a fresh
+    process: start-up, the fp32 weights loaded, the test split scored, each batch size timed for
+    `budget_s` (at least 3 repeats plus a warm-up: a large batch's own compute can exceed the
+    budget), and the ONNX int8 quantization; variants a CPU estimate would not build (fp16 on a
+    GPU) are left out. Every variant is costed at fp32's compute (int8 and bf16 are not slower
+    where they are built)."""
+    from ptmeval.deployment import wanted_variants
+
+    settings = cfg.deployment
+    variants = wanted_variants(settings.variants, gpu=False)
+    forward = cost.forward / (EFF_INFER * peak)  # seconds per example
+    timing = sum(max(settings.budget_s, 4 * b * forward) for b in settings.batch_sizes)
+    per_variant = START_TORCH + cost.weight_bytes / LOAD_RATE + test_size * forward + timing
+    quantize = cost.params / 5e6 if "onnx-int8" in variants else 0.0
+    return float(len(variants) * per_variant + quantize)
+
+
 def grid_size(entry: Any, settings: Any) -> int:
     """Values a model's hyperparameter selection tries (1: fixed, nothing is trained)."""
     if get_spec(entry.adapter).neural and entry.method == "full":
@@ -429,6 +447,7 @@ def estimate(
             + 8.0
             + cost.params / 2e6
             + 3 * t.test_size * cost.forward / (EFF_INFER * peak)
+            + deployment_seconds(cfg, t.test_size, cost, peak)
         )
         add("export_check", seconds, memory_mb("export_check", cost.weight_bytes), cost.basis)
     add("aggregate", START_LIGHT + 8.0, 800.0)

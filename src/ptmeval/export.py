@@ -8,7 +8,9 @@ pretrained initialisation when there is one) this records, as findings and never
   exporter as a fallback), and then, in onnxruntime on the task's test inputs: the largest
   absolute logit difference to eager PyTorch, the largest difference relative to the largest
   eager logit magnitude, the accuracy and macro-F1 of both and their change, and the latency of
-  onnxruntime and eager at batch 1 and 32, measured side by side in this process.
+  onnxruntime and eager at batch 1 and 32, measured side by side in this process;
+- the deployment variants (fp32, bf16, int8, ONNX fp32 and int8) behind the accuracy gate:
+  `ptmeval.deployment`.
 Text inputs are padded to max_length so that only the batch dimension is dynamic.
 """
 
@@ -168,8 +170,13 @@ def export_check(
     snapshot: Path | None,
     threads: int = 1,
     latency_batch_sizes: tuple[int, ...] = (1, 32),
-) -> pd.DataFrame:
-    """One row of findings for the fine-tuned model in `model_dir`."""
+    deployment: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row of findings, the deployment variants' table: `ptmeval.deployment`) for the
+    fine-tuned model in `model_dir`. `deployment`: the config's deployment settings (None: the
+    variants are not built, an empty table)."""
+    from ptmeval.deployment import deployment_variants
+
     row: dict[str, Any] = job.keys()
     if not get_spec(job.adapter).neural or snapshot is None:
         row.update(
@@ -178,25 +185,49 @@ def export_check(
             onnx_export="not applicable",
             onnxruntime="not applicable",
         )
-        return pd.DataFrame([row])
+        return pd.DataFrame([row]), pd.DataFrame()
     set_threads(threads)
     labels = num_labels(data)
     module, loaded = build_model(job, snapshot, model_dir, labels)
     row["standard_api"] = loaded.info.get("standard_api", "unknown")
     test = data[data["split"] == "test"]
     arrays = test_inputs(loaded, test[input_column(data)].tolist(), job.finetune)
-    row.update(
-        check_module(
-            module,
-            arrays,
-            test["label"].to_numpy(),
-            _input_names(loaded),
-            threads,
-            latency_batch_sizes,
+    target = test["label"].to_numpy()
+    with tempfile.TemporaryDirectory() as keep:
+        onnx_file = Path(keep) / "model.onnx"
+        row.update(
+            check_module(
+                module,
+                arrays,
+                target,
+                _input_names(loaded),
+                threads,
+                latency_batch_sizes,
+                onnx_keep=onnx_file,
+            )
         )
-    )
-    log.info("export check %s on %s: %s", job.model, job.task, row)
-    return pd.DataFrame([row])
+        log.info("export check %s on %s: %s", job.model, job.task, row)
+        variants = pd.DataFrame()
+        if deployment is not None:
+            del module, loaded  # each variant is built in its own process
+            source = {
+                "job": job.model_dump(mode="json"),
+                "snapshot": str(snapshot),
+                "model_dir": str(model_dir),
+                "labels": labels,
+            }
+            variants = deployment_variants(
+                job.keys(),
+                source,
+                arrays,
+                target,
+                onnx_file if onnx_file.exists() else None,
+                deployment,
+                job.metric,
+                threads,
+                onnx_reason=f"no ONNX model: {row.get('onnx_export', 'not exported')}",
+            )
+    return pd.DataFrame([row]), variants
 
 
 def check_module(
@@ -206,9 +237,11 @@ def check_module(
     names: list[str],
     threads: int = 1,
     latency_batch_sizes: tuple[int, ...] = (1, 32),
+    onnx_keep: Path | None = None,
 ) -> dict[str, Any]:
     """torch.export, ONNX export and onnxruntime parity of `module` (inputs -> logits) on
-    `arrays`; every failure is recorded with its reason, never raised."""
+    `arrays`; every failure is recorded with its reason, never raised. `onnx_keep`: where to
+    copy the exported ONNX model (the deployment variants use it)."""
     import torch
 
     row: dict[str, Any] = {}
@@ -240,6 +273,10 @@ def check_module(
             return row
         row["onnx_exporter"] = exporter
         row["onnx_bytes"] = sum(p.stat().st_size for p in Path(tmp).iterdir())
+        if onnx_keep is not None:
+            import shutil
+
+            shutil.copyfile(path, onnx_keep)
         try:
             import onnxruntime as ort
 

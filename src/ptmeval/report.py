@@ -100,6 +100,43 @@ def interval(lo: str, hi: str, digits: int = 3) -> Callable[[pd.Series], str]:
     return fmt
 
 
+def gate_verdict(row: pd.Series) -> str:
+    """A deployment variant's verdict: passes / fails the gate (ratio to fp32), or why there
+    is none."""
+    status = str(row.get("status", ""))
+    if status != "ok":
+        return f"{status}: {row.get('reason', '')}"
+    if _missing(row.get("passes")):
+        return str(row.get("reason") or "not gated")
+    ratio = f"{100 * float(row['ratio']):.1f}% of fp32" if not _missing(row.get("ratio")) else ""
+    verdict = "passes" if bool(row["passes"]) else "FAILS"
+    return f"{verdict} ({ratio}; gate {100 * float(row['gate']):.0f}%)"
+
+
+def deployment_columns(frame: pd.DataFrame) -> list[tuple[str, str, Any]]:
+    """The deployment table's columns: the timings present (one pair per batch size)."""
+    timed = sorted({int(c.split("_")[1][1:]) for c in frame.columns if c.startswith("latency_b")})
+    columns: list[tuple[str, str, Any]] = [
+        ("model", "model", text),
+        ("task", "task", text),
+        ("variant", "variant", text),
+        ("score", "score", num(3)),
+        ("diff", "Δ vs fp32", num(3)),
+        ("*", "Δ 95% CI (paired)", interval("diff_low", "diff_high")),
+        ("mcnemar_p", "McNemar p", sci),
+        ("agreement", "same prediction as fp32", pct),
+        ("*", "accuracy gate", gate_verdict),
+    ]
+    for b in timed:
+        columns.append((f"latency_b{b}_p50_ms", f"b{b} p50 (ms)", num(2)))
+        columns.append((f"latency_b{b}_p90_ms", f"b{b} p90 (ms)", num(2)))
+    columns += [
+        ("peak_rss_mb", "peak memory (MB)", num(0)),
+        ("disk_mb", "on disk (MB)", num(1)),
+    ]
+    return columns
+
+
 def cv_with_flag(row: pd.Series) -> str:
     """A runtime row's coefficient of variation, marked when it stayed high after re-measuring
     (`profile.max_cv`): the latency is then uncertain, and the machine's load is beside it."""
@@ -282,6 +319,7 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("onnx_vs_eager_b32", "ORT/eager latency b32", num(2)),
             ],
         ),
+        "deployment": table(t("deployment"), deployment_columns(t("deployment"))),
         "difficulty": table(
             t("difficulty"),
             [

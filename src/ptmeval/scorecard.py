@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ptmeval import decision
+from ptmeval import deployment as deploy
 from ptmeval._catalog import APPLIES_ONLY_TO, DIMENSIONS, SUBMEASURE_SOURCES, SUBMEASURES
 
 MEASURED = "measured"
@@ -142,6 +143,10 @@ def raw_measures(
         )
     else:
         no_cell = pd.Series(dtype=bool)
+    passing = deploy.passing_variants(tables.get("deployment", pd.DataFrame()))
+    if passing is not None and len(passing):
+        leanest = passing.groupby(["model", "task"])["peak_rss_mb"].min()
+        raw["deploy_memory"] = leanest.groupby("model").mean()
     if len(reuse):
         raw["normalised_score"] = reuse.set_index("model")["mean_normalised"]
     if len(gain):

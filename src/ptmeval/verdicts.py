@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from ptmeval import deployment as deploy
 from ptmeval.scaling import COLLAPSE_SHARE
 
 # Beside a full fine-tune's score that is below its own frozen features (see protocol_check).
@@ -41,11 +42,20 @@ def _smallest(peak_mb: float, hardware: list[dict[str, Any]], device: str) -> st
     return fits[0]["name"] if fits else None
 
 
-def accessibility(runtime: pd.DataFrame, hardware: list[dict[str, Any]]) -> pd.DataFrame:
+def accessibility(
+    runtime: pd.DataFrame,
+    hardware: list[dict[str, Any]],
+    deployment: pd.DataFrame | None = None,
+    constraint: str = "latency",
+) -> pd.DataFrame:
     """Per model: the smallest listed hardware that fits inference (batch 1 and the largest
-    measured batch) and a training step (largest measured batch), from measured peak memory."""
+    measured batch) and a training step (largest measured batch), from measured peak memory;
+    and, where a deployment variant passes the accuracy gate and needs less memory than fp32,
+    the hardware its CPU inference fits (`ptmeval.deployment`; labelled with the variant)."""
     if runtime.empty:
         return pd.DataFrame()
+    leanest = {p["model"]: p for p in deploy.best_variants(deployment, "memory")}
+    gated = set() if deployment is None or deployment.empty else set(deployment["model"])
     rows = []
     for model, group in runtime.groupby("model"):
         ok = group[group["status"] == "ok"]
@@ -88,9 +98,28 @@ def accessibility(runtime: pd.DataFrame, hardware: list[dict[str, Any]]) -> pd.D
         failed = group[group["status"] != "ok"]
         for _, f in failed.iterrows():
             parts.append(f"{f['mode']} at batch {int(f['batch_size'])} failed: {f['reason']}")
+        if "cpu_inference_peak_gb" in row and model in leanest:
+            parts.append(_deployed_fit(leanest[model], row, hardware))
+        elif model in gated:
+            parts.append("no deployment variant passes the accuracy gate with less memory")
         row["verdict"] = "; ".join(parts) if parts else "no successful measurement"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _deployed_fit(pick: dict[str, Any], row: dict[str, Any], hardware: list[dict[str, Any]]) -> str:
+    """The hardware a passing deployment variant's CPU inference fits: fp32's measured peak plus
+    the variant's difference from fp32 measured side by side (at least its own peak)."""
+    peak = max(row["cpu_inference_peak_gb"] * 1024 + pick["memory_diff_mb"], pick["peak_rss_mb"])
+    name = _smallest(peak, hardware, "cpu")
+    row.update(deploy_variant=pick["variant"], deploy_peak_gb=peak / 1024, deploy_hardware=name)
+    fits = f"within '{name}'" if name else "on none of the listed hardware"
+    return (
+        f"deployed as {pick['variant']} (passes the {pick['gate']:.0%} gate on {pick['task']}: "
+        f"{pick['metric']} {pick['score']:.3f} vs fp32 {pick['reference_score']:.3f}) it infers on "
+        f"CPU {fits} (peak ≈ {peak / 1024:.2f} GB: fp32's plus the difference measured side by "
+        "side)"
+    )
 
 
 def compatibility(

@@ -134,6 +134,24 @@ def test_profile_runtime_export_and_transfer_tables(workdir):
     assert export.loc["minilm-l6", "onnxruntime"] == "ok"
     assert export.loc["minilm-l6", "max_abs_diff"] < 1e-3
     assert abs(export.loc["minilm-l6", "accuracy_change"]) <= 0.01
+    # the deployment variants of both exported models (a fine-tune and a linear probe), each
+    # built and gated; bf16 only where this CPU computes it natively
+    variants = table(workdir, "deployment")
+    assert set(variants["model"]) == {"minilm-l6", "efficientnet-lite0"}
+    from ptmeval.compute import cpu_has_bf16
+
+    for model, rows in variants.groupby("model"):
+        by = rows.set_index("variant")
+        assert list(by.index) == ["fp32", "bf16", "int8-dynamic", "onnx-fp32", "onnx-int8"]
+        built = ["fp32", "int8-dynamic", "onnx-fp32", "onnx-int8"]
+        built += ["bf16"] if cpu_has_bf16() else []
+        assert (by.loc[built, "status"] == "ok").all(), (model, by[["status", "reason"]])
+        assert by.loc["fp32", "passes"] and by.loc["onnx-fp32", "passes"], model
+        assert by.loc["onnx-fp32", "max_abs_logit_diff"] < 1e-3
+        assert by.loc["onnx-fp32", "peak_rss_mb"] < by.loc["fp32", "peak_rss_mb"]  # no torch
+        assert by.loc["onnx-int8", "disk_mb"] < by.loc["onnx-fp32", "disk_mb"]
+        assert (by.loc[built, "latency_b16_p90_ms"] > 0).all()
+        assert by["n_test"].eq(100).all()
     transfer = table(workdir, "transfer").set_index("model")
     assert transfer.loc["efficientnet-lite0", "leep"] < 0  # it has an ImageNet head
     assert pd.isna(transfer.loc["minilm-l6", "leep"])  # an encoder has no source classifier
@@ -157,6 +175,14 @@ def test_report_rendered(workdir):
     assert html.count("<svg") >= 4  # and the Pareto, cost, transfer and similarity figures
     for name in ("minilm-l6", "tfidf-logreg", "efficientnet-lite0", "bbc-news", "digits"):
         assert name in html
+    # the deployment table, with the gate's verdict per variant, and the hardware verdict or the
+    # statement that no variant is leaner
+    section = html[html.index("Deployment variants behind an accuracy gate") :]
+    section = section[: section.index("<h3>")]
+    assert section.count("passes (") >= 4  # fp32 and onnx-fp32 of both models at least
+    verdicts = table(workdir, "accessibility").set_index("model")["verdict"]
+    for model in ("minilm-l6", "efficientnet-lite0"):
+        assert "deployed as " in verdicts[model] or "no deployment variant" in verdicts[model]
 
 
 def test_recommendation_follows_the_decision_rule(workdir):

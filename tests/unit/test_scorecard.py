@@ -84,19 +84,28 @@ def hand_checked_tables():
             [{"model": "a", "mean_normalised": 1.0}, {"model": "b", "mean_normalised": 0.875}]
         ),
         "transfer_gain": pd.DataFrame([{"model": "a", "task": "t", "n_train": 40, "gain": 0.4}]),
+        # a's deployment variants: fp32 and onnx-int8 pass the gate, int8-dynamic fails it
+        "deployment": pd.DataFrame(
+            [
+                {"variant": "fp32", "passes": True, "peak_rss_mb": 480.0},
+                {"variant": "onnx-int8", "passes": True, "peak_rss_mb": 120.0},
+                {"variant": "int8-dynamic", "passes": False, "peak_rss_mb": 90.0},
+            ]
+        ).assign(model="a", task="t", status="ok"),
     }
 
 
 def test_scores_of_a_hand_checked_table_set():
     card, parts = scorecard(hand_checked_tables(), models=FACTS)
     card = card.set_index("model")
-    # a: integrability (1 + 1 + 1 + 1 + 2/100) / 5; accessibility (1/10 + 100/500 + 1 + 1) / 4
+    # a: integrability (1 + 1 + 1 + 1 + 2/100) / 5; accessibility (1/10 + 100/500 + 1 + 1 + 1)
+    #    / 5 (the only model with deployment variants: its leanest passing one counts 1)
     # b: only the fine-tune time applies to integrability (it is the cheapest: 1);
     #    accessibility (1 + 1 + 0.5/0.6) / 3, FLOPs not applicable; reusability 0.875
     expected = {
         "a": {
             "integrability": 80.4,
-            "accessibility": 57.5,
+            "accessibility": 66.0,
             "scalability": 100.0,
             "interoperability": 100.0,
             "reusability": 100.0,
@@ -112,7 +121,7 @@ def test_scores_of_a_hand_checked_table_set():
     for model, dims in expected.items():
         for dim, value in dims.items():
             assert card.at[model, dim] == pytest.approx(value, nan_ok=True), (model, dim)
-    assert card.at["a", "overall"] == pytest.approx((80.4 + 57.5 + 300) / 5)
+    assert card.at["a", "overall"] == pytest.approx((80.4 + 66.0 + 300) / 5)
     b_dims = [v for v in expected["b"].values() if not np.isnan(v)]
     assert card.at["b", "overall"] == pytest.approx(sum(b_dims) / 4)
     assert card.at["b", "integrability_applicable"] == 1
@@ -123,6 +132,8 @@ def test_scores_of_a_hand_checked_table_set():
     assert status["b", "transfer_gain"].startswith("not applicable: no pretraining")
     assert status["b", "flops"].startswith("not applicable")
     assert status["a", "latency_b1"] == "measured"
+    assert parts.set_index(["model", "submeasure"]).at[("a", "deploy_memory"), "raw"] == 120.0
+    assert status["b", "deploy_memory"].startswith("not applicable: not a torch model")
     assert set(parts["source"].dropna()) >= {"runtime", "export", "learning_curve"}
 
 

@@ -1,0 +1,281 @@
+"""Deployment variants behind the accuracy gate (ptmeval.deployment): the gate's arithmetic on
+known counts, and real variants (PyTorch bf16 and dynamic int8, ONNX in onnxruntime, ONNX int8
+through onnxruntime.quantization) of small trained models, each built and run in its own
+process."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import binomtest
+from torch import nn
+
+from ptmeval.deployment import (
+    deployment_variants,
+    gate_passes,
+    gate_rows,
+    wanted_variants,
+)
+from ptmeval.export import check_module
+
+
+def _logits_for(correct: np.ndarray, target: np.ndarray, classes: int = 2) -> list[list[float]]:
+    """Logits whose argmax is the target where `correct`, another class elsewhere."""
+    out = np.zeros((len(target), classes))
+    for i, (ok, t) in enumerate(zip(correct, target, strict=True)):
+        out[i, t if ok else (t + 1) % classes] = 5.0
+    return out.tolist()
+
+
+def test_gate_arithmetic_on_known_counts():
+    target = np.array([0, 1] * 100)  # 200 test examples
+    ref = np.ones(200, bool)
+    ref[:20] = False  # fp32: 180 of 200 = 0.90
+    drops_two = ref.copy()
+    drops_two[20:22] = False  # 178/200 = 0.89 = 0.9889 × 0.90 < 0.99 × 0.90: fails
+    drops_one = ref.copy()
+    drops_one[20] = False  # 179/200 = 0.895 = 0.99444 × 0.90: passes
+    swaps = ref.copy()
+    swaps[20:25] = False
+    swaps[:5] = True  # 180/200, but 10 examples discordant: same score, passes
+    results = {
+        name: {"status": "ok", "logits": _logits_for(c, target)}
+        for name, c in [
+            ("fp32", ref),
+            ("bf16", drops_one),
+            ("int8-dynamic", drops_two),
+            ("onnx-fp32", swaps),
+        ]
+    }
+    results["onnx-int8"] = {"status": "failed", "reason": "some reason"}
+    rows = {r["variant"]: r for r in gate_rows(results, target, "accuracy", 0.99, n_boot=500)}
+    assert rows["fp32"]["score"] == 0.9 and rows["fp32"]["passes"] and rows["fp32"]["diff"] == 0
+    assert rows["bf16"]["score"] == 0.895 and rows["bf16"]["passes"]
+    assert rows["int8-dynamic"]["score"] == 0.89 and not rows["int8-dynamic"]["passes"]
+    assert rows["int8-dynamic"]["ratio"] == pytest.approx(0.89 / 0.9)
+    assert rows["onnx-fp32"]["passes"] and rows["onnx-fp32"]["agreement"] == 0.95
+    # McNemar on the discordant pairs: 2 (fp32 right, int8 wrong) and 0 the other way: exact
+    # binomial; 5 and 5 for the swapped one
+    assert rows["int8-dynamic"]["mcnemar_p"] == pytest.approx(binomtest(0, 2, 0.5).pvalue)
+    assert rows["onnx-fp32"]["mcnemar_p"] == pytest.approx(binomtest(5, 10, 0.5).pvalue)
+    # the paired interval: the variant is never right where fp32 is wrong, so no resample
+    # favours it; resamples may hold those two examples several times
+    assert -0.05 < rows["int8-dynamic"]["diff_low"] < rows["int8-dynamic"]["diff"]
+    assert rows["int8-dynamic"]["diff"] == pytest.approx(-0.01)
+    assert rows["int8-dynamic"]["diff_high"] == 0.0
+    assert rows["onnx-int8"]["status"] == "failed" and "passes" not in rows["onnx-int8"]
+    # the gate itself at its edge, and with a higher threshold
+    assert gate_passes(0.891, 0.9, 0.99) and not gate_passes(0.8909, 0.9, 0.99)
+    assert not gate_passes(0.895, 0.9, 1.0)
+
+
+def test_no_reference_no_verdict():
+    target = np.array([0, 1, 0, 1])
+    results = {
+        "fp32": {"status": "failed", "reason": "killed by signal 9 (out of memory?)"},
+        "bf16": {"status": "ok", "logits": _logits_for(np.ones(4, bool), target)},
+    }
+    rows = {r["variant"]: r for r in gate_rows(results, target, "accuracy", 0.99)}
+    assert "passes" not in rows["bf16"]
+    assert rows["bf16"]["reason"] == "not gated: the fp32 reference failed"
+
+
+def test_the_gpu_variant_only_with_a_gpu():
+    assert wanted_variants(["bf16", "fp16-cuda"], gpu=False) == ["fp32", "bf16"]
+    assert wanted_variants(["fp16-cuda"], gpu=True) == ["fp32", "fp16-cuda"]
+
+
+def _separable(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centres = rng.normal(0, 3, size=(3, dim))
+    x = centres[y] + rng.normal(0, 1, size=(n, dim))
+    return x.astype(np.float32), y
+
+
+def _trained(dim: int = 64, hidden: int = 256) -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    """A small MLP trained on a separable 3-class task; (model, test x, test y)."""
+    torch.manual_seed(0)
+    x, y = _separable(600, dim, 0)
+    model = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    xt, yt = torch.from_numpy(x[:400]), torch.from_numpy(y[:400])
+    for _ in range(100):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+    return model.eval(), x[400:], y[400:]
+
+
+def _variants(model: nn.Module, x: np.ndarray, y: np.ndarray, tmp_path: Path, names: list[str]):
+    module_file = tmp_path / "module.pt"
+    torch.save(model, module_file)
+    onnx_file = tmp_path / "model.onnx"
+    row = check_module(model, [x], y, ["x"], latency_batch_sizes=(1,), onnx_keep=onnx_file)
+    assert row["onnxruntime"] == "ok", row
+    table = deployment_variants(
+        {"model": "mlp", "task": "blobs"},
+        {"module_file": str(module_file)},
+        [x],
+        y,
+        onnx_file,
+        {"variants": names, "gate": 0.99, "batch_sizes": [1, 16], "budget_s": 0.2, "n_boot": 200},
+        "accuracy",
+        threads=1,
+    )
+    return table.set_index("variant")
+
+
+def test_real_variants_of_a_trained_model_pass_the_gate(tmp_path):
+    model, x, y = _trained()
+    table = _variants(
+        model, x, y, tmp_path, ["fp32", "bf16", "int8-dynamic", "onnx-fp32", "onnx-int8"]
+    )
+    assert list(table.index) == ["fp32", "bf16", "int8-dynamic", "onnx-fp32", "onnx-int8"]
+    assert (table["status"] == "ok").all(), table[["status", "reason"]]
+    assert table.loc["fp32", "score"] > 0.95  # the task is separable and the model learnt it
+    assert table["passes"].all(), table[["score", "ratio", "diff_low", "diff_high"]]
+    # fp32 in onnxruntime gives eager's logits; int8 weights take about a quarter of the bytes
+    assert table.loc["onnx-fp32", "max_abs_logit_diff"] < 1e-3
+    assert table.loc["int8-dynamic", "disk_mb"] < 0.4 * table.loc["fp32", "disk_mb"]
+    assert table.loc["onnx-int8", "disk_mb"] < 0.4 * table.loc["onnx-fp32", "disk_mb"]
+    assert table.loc["bf16", "disk_mb"] < 0.6 * table.loc["fp32", "disk_mb"]
+    for col in ("latency_b1_p50_ms", "latency_b16_p90_ms", "peak_rss_mb"):
+        assert (table[col] > 0).all(), col
+    assert (table["latency_b16_p90_ms"] >= table["latency_b16_p50_ms"]).all()
+    assert table["peak_reset"].all()  # the peak is the variant's, not the fp32 load's
+
+
+def test_a_variant_that_quantization_breaks_fails_the_gate(tmp_path):
+    """One huge weight on an input that is always zero: fp32 ignores it, but per-tensor int8
+    weights share one scale, so every other weight of that layer rounds to zero."""
+    model, x, y = _trained()
+    x[:, 0] = 0.0
+    with torch.no_grad():
+        model[0].weight[:, 0] = 1e4
+    table = _variants(model, x, y, tmp_path, ["fp32", "int8-dynamic"])
+    assert table.loc["fp32", "passes"] and table.loc["fp32", "score"] > 0.95
+    broken = table.loc["int8-dynamic"]
+    assert broken["status"] == "ok" and not broken["passes"]
+    assert broken["score"] < 0.6 and broken["diff_high"] < 0 and broken["mcnemar_p"] < 1e-6
+
+
+def _table() -> pd.DataFrame:
+    """A deployment table of two models on one task (what export_check writes)."""
+
+    def row(model, variant, score, passes, b1, peak, disk, status="ok"):
+        return {
+            "model": model,
+            "task": "t",
+            "variant": variant,
+            "status": status,
+            "reason": "",
+            "metric": "accuracy",
+            "gate": 0.99,
+            "score": score,
+            "reference_score": 0.9,
+            "diff": score - 0.9,
+            "passes": passes,
+            "latency_b1_p50_ms": b1,
+            "peak_rss_mb": peak,
+            "disk_mb": disk,
+        }
+
+    return pd.DataFrame(
+        [
+            row("a", "fp32", 0.9, True, 10.0, 600.0, 90.0),
+            row("a", "bf16", 0.9, True, 12.0, 560.0, 45.0),
+            row("a", "int8-dynamic", 0.85, False, 4.0, 520.0, 25.0),  # fastest, but fails
+            row("a", "onnx-fp32", 0.9, True, 6.0, 150.0, 90.0),
+            row("a", "onnx-int8", 0.895, True, 5.0, 120.0, 23.0),
+            row("b", "fp32", 0.8, True, 3.0, 500.0, 10.0),
+            row("b", "bf16", 0.8, True, 5.0, 490.0, 5.0),  # passes but slower
+        ]
+    )
+
+
+def test_the_best_passing_variant_by_the_constraint():
+    from ptmeval.deployment import best_variants
+
+    by_latency = {p["model"]: p for p in best_variants(_table(), "latency")}
+    # a's fastest variant fails the gate: the fastest that passes is onnx-int8; b has nothing
+    # faster than fp32
+    assert list(by_latency) == ["a"] and by_latency["a"]["variant"] == "onnx-int8"
+    assert by_latency["a"]["latency_ratio"] == 0.5
+    assert by_latency["a"]["memory_diff_mb"] == -480.0
+    assert by_latency["a"]["diff"] == pytest.approx(-0.005)
+    by_storage = {p["model"]: p["variant"] for p in best_variants(_table(), "storage")}
+    assert by_storage == {"a": "onnx-int8", "b": "bf16"}
+    assert best_variants(_table().iloc[0:0], "latency") == []
+
+
+def test_hardware_verdict_and_scorecard_use_the_passing_variant():
+
+    from ptmeval.scorecard import raw_measures
+    from ptmeval.verdicts import accessibility
+
+    runtime = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "mode": "inference",
+                "batch_size": 1,
+                "device_kind": "cpu",
+                "status": "ok",
+                "peak_rss_mb": peak,
+                "latency_p50_ms": 10.0,
+                "throughput_per_s": 100.0,
+            }
+            for m, peak in (("a", 1100.0), ("b", 900.0))
+        ]
+    )
+    hardware = [
+        {"name": "edge, 1 GB", "device": "cpu", "memory_gb": 1},
+        {"name": "vm, 2 GB", "device": "cpu", "memory_gb": 2},
+    ]
+    verdict = accessibility(runtime, hardware, _table()).set_index("model")
+    # a: fp32 needs 1100 MB (the 2 GB VM); onnx-int8 needs 480 MB less, within 1 GB
+    assert verdict.loc["a", "cpu_inference_hardware"] == "vm, 2 GB"
+    assert verdict.loc["a", "deploy_variant"] == "onnx-int8"
+    assert verdict.loc["a", "deploy_hardware"] == "edge, 1 GB"
+    assert verdict.loc["a", "deploy_peak_gb"] == pytest.approx(620 / 1024)
+    assert (
+        "deployed as onnx-int8 (passes the 99% gate on t: accuracy 0.895 vs fp32 0.900)"
+        in (verdict.loc["a", "verdict"])
+    )
+    # b: bf16 passes and is leaner than fp32 (490 vs 500 MB): still within 1 GB
+    assert verdict.loc["b", "deploy_variant"] == "bf16"
+    raw, status = raw_measures(
+        {
+            "deployment": _table(),
+            "learning_curve": pd.DataFrame(
+                {
+                    "model": ["a", "b"],
+                    "task": ["t", "t"],
+                    "init": ["pretrained"] * 2,
+                    "n_train": [10, 10],
+                    "metric": ["accuracy"] * 2,
+                    "mean": [0.9, 0.8],
+                }
+            ),
+        },
+        models={
+            "a": {"modality": "text", "neural": True, "pretrained": True},
+            "b": {"modality": "text", "neural": True, "pretrained": True},
+        },
+    )
+    raw = raw.set_index("model")
+    # the leanest passing variant's peak memory (int8-dynamic is leaner but fails the gate)
+    assert raw.loc["a", "deploy_memory"] == 120.0 and raw.loc["b", "deploy_memory"] == 490.0
+    assert (status.set_index("model")["deploy_memory"] == "measured").all()
+
+
+def test_variant_names_are_the_configs():
+    from typing import get_args
+
+    from ptmeval.config import DeploymentVariant
+    from ptmeval.deployment import VARIANTS
+
+    assert get_args(DeploymentVariant) == VARIANTS
