@@ -95,15 +95,20 @@ def deployment_seconds(cfg: Config, test_size: int, cost: Any, peak: float) -> f
     """The deployment variants of one export check (ptmeval.deployment), each in a fresh
     process: start-up, the fp32 weights loaded, the test split scored, each batch size timed for
     `budget_s` (at least 3 repeats plus a warm-up: a large batch's own compute can exceed the
-    budget), and the ONNX int8 quantization; variants a CPU estimate would not build (fp16 on a
-    GPU) are left out. Every variant is costed at fp32's compute (int8 and bf16 are not slower
-    where they are built)."""
+    budget; the largest is timed by the scoring itself when the test split has 4 such batches),
+    and the ONNX int8 quantization. Variants not built here (fp16 without a GPU, bf16 on a CPU
+    without native bf16) are left out; every other one is costed at fp32's compute."""
+    from ptmeval.compute import cpu_has_bf16
     from ptmeval.deployment import wanted_variants
 
     settings = cfg.deployment
     variants = wanted_variants(settings.variants, gpu=False)
+    if not cpu_has_bf16():  # not built: emulated bf16 is no deployment option
+        variants = [v for v in variants if v != "bf16"]
     forward = cost.forward / (EFF_INFER * peak)  # seconds per example
-    timing = sum(max(settings.budget_s, 4 * b * forward) for b in settings.batch_sizes)
+    big = max(settings.batch_sizes)
+    timed = [b for b in settings.batch_sizes if b < big or test_size < 4 * big]
+    timing = sum(max(settings.budget_s, 4 * b * forward) for b in timed)
     per_variant = START_TORCH + cost.weight_bytes / LOAD_RATE + test_size * forward + timing
     quantize = cost.params / 5e6 if "onnx-int8" in variants else 0.0
     return float(len(variants) * per_variant + quantize)

@@ -134,21 +134,28 @@ def _timed(
         step()
         sync()
         times.append(time.perf_counter() - t0)
+    return {
+        "status": "ok",
+        "reason": "",
+        **latency_stats(times, spec["batch_size"]),
+        "rss_loaded_mb": rss_loaded,
+        "peak_rss_mb": _status_mb("VmHWM"),
+    }
+
+
+def latency_stats(times: list[float], batch_size: int) -> dict[str, Any]:
+    """Repeats, latency p50/p90/mean (ms), CV and throughput of timed repeats (seconds)."""
     mean = statistics.fmean(times)
     quantiles = (
         statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
     )
     return {
-        "status": "ok",
-        "reason": "",
         "repeats": len(times),
         "latency_p50_ms": 1000 * statistics.median(times),
         "latency_p90_ms": 1000 * quantiles[8],
         "latency_mean_ms": 1000 * mean,
         "latency_cv": statistics.stdev(times) / mean if len(times) > 1 else float("nan"),
-        "throughput_per_s": spec["batch_size"] / mean,
-        "rss_loaded_mb": rss_loaded,
-        "peak_rss_mb": _status_mb("VmHWM"),
+        "throughput_per_s": batch_size / mean,
     }
 
 
