@@ -160,6 +160,78 @@ CONFIG_CASES = {
 }
 
 
+def _vision(options):
+    """A change that replaces the first model with a torchvision one with `options`."""
+    return set_path(
+        "models",
+        [
+            {
+                "slug": "resnet",
+                "adapter": "torchvision-image",
+                "inits": ["scratch"],
+                "options": options,
+            }
+        ],
+    )
+
+
+ADAPTER_OPTION_CASES = {
+    "torchvision architecture misspelt": (
+        {"architecture": "resnet19"},
+        "invalid config: models[0] ('resnet').options: unknown torchvision architecture "
+        "'resnet19'; did you mean 'resnet18'?",
+    ),
+    "torchvision architecture missing": (
+        {},
+        "invalid config: models[0] ('resnet').options: torchvision-image needs "
+        "options.architecture (e.g. 'resnet18')",
+    ),
+    "torchvision option key misspelt": (
+        {"archtecture": "resnet18"},
+        "invalid config: models[0] ('resnet').options: unknown torchvision-image option "
+        "'archtecture'; did you mean 'architecture'? (known: architecture, weights)",
+    ),
+    "torchvision weights of another version": (
+        {"architecture": "resnet18", "weights": "ResNet18_Weights.IMAGENET1K_V2"},
+        "invalid config: models[0] ('resnet').options: for architecture 'resnet18': unknown "
+        "weights 'ResNet18_Weights.IMAGENET1K_V2'; did you mean "
+        "'ResNet18_Weights.IMAGENET1K_V1'?",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTER_OPTION_CASES))
+def test_adapter_options_checked_with_the_config(name):
+    """Checked when the config is read, before any job: torchvision's own registry of
+    architectures and weights, with "did you mean"."""
+    options, expected = ADAPTER_OPTION_CASES[name]
+    data = mutated(_vision(options))
+    data["tasks"] = [{"slug": "digits", "source": {"kind": "packaged", "name": "digits"}}]
+    with pytest.raises(PtmevalError) as info:
+        parse_config(data)
+    assert str(info.value).startswith(expected)
+
+
+def test_efficientnet_lite_variant_checked_with_the_config():
+    data = mutated(
+        set_path(
+            "models",
+            [
+                {
+                    "slug": "lite",
+                    "adapter": "efficientnet-lite",
+                    "source": {"kind": "path", "path": "/tmp"},
+                    "options": {"variant": "efficientnet-lite9"},
+                }
+            ],
+        )
+    )
+    data["tasks"] = [{"slug": "digits", "source": {"kind": "packaged", "name": "digits"}}]
+    with pytest.raises(PtmevalError) as info:
+        parse_config(data)
+    assert "variant: 'efficientnet-lite9' is not one of efficientnet-lite0" in str(info.value)
+
+
 @pytest.mark.parametrize("name", sorted(CONFIG_CASES))
 def test_config_errors(name):
     change, expected = CONFIG_CASES[name]

@@ -73,6 +73,7 @@ register(
         methods=("full", "linear_probe"),
         inits=("pretrained", "scratch"),
         needs_source=True,
+        options={"variant": tuple(f"efficientnet-lite{i}" for i in range(5))},
     )
 )
 register(
@@ -98,9 +99,16 @@ def get_spec(name: str) -> AdapterSpec:
 
 def check_options(name: str, options: Mapping[str, Any]) -> None:
     """Raise a ConfigError naming the first option that adapter `name` does not declare, or
-    whose value it does not allow (an adapter that declares none checks its own)."""
-    declared = get_spec(name).options
+    whose value it does not allow; an adapter that declares none checks its own, with its
+    module's `check_options` (imported only then: `torchvision-image` needs torchvision to
+    know its architectures)."""
+    spec = get_spec(name)
+    declared = spec.options
     if declared is None:
+        module = importlib.import_module(spec.module)
+        own = getattr(module, "check_options", None)
+        if own is not None:
+            own(options)
         return
     for key, value in options.items():
         if key not in declared:

@@ -22,6 +22,33 @@ from ptmeval.errors import ConfigError, ModelSourceError
 WEIGHTS = "model.safetensors"
 
 
+OPTIONS = ("architecture", "weights")
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """At config time: `architecture` given and known to torchvision, `weights` (optional) a
+    name in torchvision's weight registry for that architecture, no other key."""
+    from ptmeval._names import unknown_name_message
+
+    for key in options:
+        if key not in OPTIONS:
+            raise ConfigError(unknown_name_message("torchvision-image option", key, OPTIONS))
+    arch = Adapter(options).architecture
+    weights = options.get("weights")
+    if weights:
+        import torchvision
+
+        known = [
+            f"{w.__name__}.{m.name}"
+            for w in [torchvision.models.get_model_weights(arch)]
+            for m in w
+        ]
+        if weights not in known:
+            raise ConfigError(
+                f"for architecture '{arch}': " + unknown_name_message("weights", weights, known)
+            )
+
+
 class Adapter(ModelAdapter):
     name = "torchvision-image"
     modality = "image"
