@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from ptmeval.config import load_config
-from ptmeval.export import _input_names, check_module
+from ptmeval.export import check_module, input_names
 from ptmeval.jobs import ModelJob
 from ptmeval.profiling import profile_model
 from ptmeval.runtime import measure_runtime
@@ -48,7 +48,7 @@ def ort_vs_eager(job: ModelJob, snap: Path, threads: int) -> dict:
     module = _LogitsModule(loaded)
     arrays = [t.numpy() for t in loaded.example_batch(64).values()]
     target = np.zeros(64, dtype=int)
-    row = check_module(module, arrays, target, _input_names(loaded), threads, (1, 32))
+    row = check_module(module, arrays, target, input_names(loaded), threads, (1, 32))
     row.update(compiled_vs_eager(module, arrays, (1, 32)))
     keep = [
         "onnx_export",
@@ -71,7 +71,7 @@ def compiled_vs_eager(module, arrays: list[np.ndarray], sizes: tuple[int, ...]) 
     timed side by side; the compilation time is reported apart. A failure is recorded."""
     import torch
 
-    from ptmeval.export import _latency_ms, _reason
+    from ptmeval.export import failure_reason, latency_ms
 
     out: dict = {"compile_s": 0.0}
     try:
@@ -83,11 +83,11 @@ def compiled_vs_eager(module, arrays: list[np.ndarray], sizes: tuple[int, ...]) 
                 start = time.perf_counter()
                 compiled(*batch)
                 out["compile_s"] += time.perf_counter() - start
-                eager_ms = _latency_ms(lambda b=batch: module(*b))
-                compiled_ms = _latency_ms(lambda b=batch: compiled(*b))
+                eager_ms = latency_ms(lambda b=batch: module(*b))
+                compiled_ms = latency_ms(lambda b=batch: compiled(*b))
             out[f"compiled_vs_eager_b{size}"] = compiled_ms / eager_ms
     except Exception as err:  # inductor needs a C++ compiler; record why it failed
-        out["compile"] = "failed: " + _reason(err)
+        out["compile"] = "failed: " + failure_reason(err)
     return out
 
 

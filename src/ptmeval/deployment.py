@@ -68,12 +68,6 @@ DESCRIPTIONS = {
 # --- the child process: one variant ---------------------------------------------------------
 
 
-def _status_mb(field: str) -> float:
-    from ptmeval.runtime import _status_mb as status
-
-    return status(field)
-
-
 def _reset_peak() -> bool:
     """Reset this process's peak resident memory (VmHWM) to its current RSS (Linux)."""
     try:
@@ -165,7 +159,7 @@ def _batches(arrays: list[np.ndarray], size: int) -> list[np.ndarray]:
 def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in the child process: build the variant, score the test inputs, time it. An ONNX
     variant's process never imports torch (its memory is onnxruntime's alone)."""
-    from ptmeval.runtime import _timed, latency_stats
+    from ptmeval.runtime import latency_stats, status_mb, timed_repeats
 
     if spec["variant"] not in ONNX_VARIANTS:
         import torch
@@ -178,7 +172,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     run, size = build(spec)
     gc.collect()
     reset = _reset_peak()
-    rss_built = _status_mb("VmRSS")
+    rss_built = status_mb("VmRSS")
     big = max(spec["batch_sizes"])
     n = len(arrays[0])
     chunks, scoring = [], []  # the full batches after the first time the largest batch size
@@ -208,7 +202,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         def step(batch: list[np.ndarray] = batch) -> None:
             run(batch)
 
-        timed = _timed(
+        timed = timed_repeats(
             step,
             lambda: None,
             {**timing, "batch_size": batch_size},
@@ -216,7 +210,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         )
         row[f"latency_b{batch_size}_p50_ms"] = timed["latency_p50_ms"]
         row[f"latency_b{batch_size}_p90_ms"] = timed["latency_p90_ms"]
-    row["peak_rss_mb"] = _status_mb("VmHWM")
+    row["peak_rss_mb"] = status_mb("VmHWM")
     return row
 
 
@@ -296,10 +290,10 @@ def measure_variants(
                 files["onnx-int8"] = Path(tmp) / "model.int8.onnx"
                 quantize_onnx(onnx_file, files["onnx-int8"])  # type: ignore[arg-type]
             except Exception as err:
-                from ptmeval.export import _reason
+                from ptmeval.export import failure_reason
 
                 files["onnx-int8"] = None
-                onnx_reason = "onnxruntime.quantization failed: " + _reason(err)
+                onnx_reason = "onnxruntime.quantization failed: " + failure_reason(err)
         for variant in variants:
             spec = {
                 **source,

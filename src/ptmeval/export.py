@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _reason(err: BaseException) -> str:
+def failure_reason(err: BaseException) -> str:
     """'Type: first line' of an exception, following `__cause__` to the root, ANSI stripped."""
     while err.__cause__ is not None:
         err = err.__cause__
@@ -85,7 +85,7 @@ def build_model(job: FinetuneJob, snapshot: Path, model_dir: Path, labels: int) 
     return _ProbeModule(loaded, linear), loaded
 
 
-def _input_names(loaded: Any) -> list[str]:
+def input_names(loaded: Any) -> list[str]:
     return list(loaded.example_batch(1).keys())
 
 
@@ -96,7 +96,7 @@ def _make_modules() -> tuple[type, type]:
         def __init__(self, loaded: Any) -> None:
             super().__init__()
             self.inner = loaded.model
-            self.names = _input_names(loaded)
+            self.names = input_names(loaded)
             self.fn = loaded.logits_fn
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
@@ -106,7 +106,7 @@ def _make_modules() -> tuple[type, type]:
         def __init__(self, loaded: Any, linear: torch.nn.Linear) -> None:
             super().__init__()
             self.inner = loaded.model
-            self.names = _input_names(loaded)
+            self.names = input_names(loaded)
             self.fn = loaded.features_fn
             self.linear = linear
 
@@ -136,7 +136,7 @@ def test_inputs(loaded: Any, items: list[Any], settings: Any) -> list[np.ndarray
         if extra > 0:
             batch["input_ids"] = torch.nn.functional.pad(batch["input_ids"], (0, extra), value=pad)
             batch["attention_mask"] = torch.nn.functional.pad(batch["attention_mask"], (0, extra))
-    return [batch[name].numpy() for name in _input_names(loaded)]
+    return [batch[name].numpy() for name in input_names(loaded)]
 
 
 def _run_batched(
@@ -146,7 +146,7 @@ def _run_batched(
     return np.concatenate(out)
 
 
-def _latency_ms(fn: Callable[[], Any], repeats: int = 10, budget_s: float = 2.0) -> float:
+def latency_ms(fn: Callable[[], Any], repeats: int = 10, budget_s: float = 2.0) -> float:
     fn()  # warm-up
     times: list[float] = []
     start = time.perf_counter()
@@ -200,7 +200,7 @@ def export_check(
                 module,
                 arrays,
                 target,
-                _input_names(loaded),
+                input_names(loaded),
                 threads,
                 latency_batch_sizes,
                 onnx_keep=onnx_file,
@@ -263,7 +263,7 @@ def check_module(
         torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
         row["torch_export"] = "ok"
     except Exception as err:
-        row["torch_export"] = "failed: " + _reason(err)
+        row["torch_export"] = "failed: " + failure_reason(err)
         log.info("torch.export failed: %s", traceback.format_exc(limit=2))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
@@ -291,7 +291,7 @@ def check_module(
 
             ort_logits = _run_batched(run_ort, arrays, 32)
         except Exception as err:
-            row["onnxruntime"] = "failed: " + _reason(err)
+            row["onnxruntime"] = "failed: " + failure_reason(err)
             return row
         diff = np.abs(ort_logits - eager_logits)
         eager_probs, ort_probs = _softmax(eager_logits), _softmax(ort_logits)
@@ -310,8 +310,8 @@ def check_module(
         for size in latency_batch_sizes:
             reps = -(-size // len(arrays[0]))
             batch = [np.concatenate([a] * reps)[:size] for a in arrays]
-            row[f"eager_latency_b{size}_ms"] = _latency_ms(partial(eager, batch))
-            row[f"onnx_latency_b{size}_ms"] = _latency_ms(partial(run_ort, batch))
+            row[f"eager_latency_b{size}_ms"] = latency_ms(partial(eager, batch))
+            row[f"onnx_latency_b{size}_ms"] = latency_ms(partial(run_ort, batch))
             row[f"onnx_vs_eager_b{size}"] = (
                 row[f"onnx_latency_b{size}_ms"] / row[f"eager_latency_b{size}_ms"]
             )
@@ -343,7 +343,7 @@ def _onnx_export(
         row["onnx_export"] = "ok"
         return "dynamo"
     except Exception as err:
-        first = _reason(err)
+        first = failure_reason(err)
         log.info("dynamo ONNX export failed: %s", first)
     try:
         torch.onnx.export(
@@ -358,5 +358,5 @@ def _onnx_export(
         row["onnx_export"] = f"ok (TorchScript exporter; dynamo exporter failed: {first})"
         return "torchscript"
     except Exception as err:
-        row["onnx_export"] = f"failed: dynamo: {first}; torchscript: {_reason(err)}"
+        row["onnx_export"] = f"failed: dynamo: {first}; torchscript: {failure_reason(err)}"
         return None

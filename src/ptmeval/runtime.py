@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pandas only in the parent: the child's memory is the model'
 log = logging.getLogger(__name__)
 
 
-def _status_mb(field: str) -> float:
+def status_mb(field: str) -> float:
     """A memory field of /proc/self/status in MB: VmRSS (now) or VmHWM (peak of this process
     image; unlike ru_maxrss it does not carry the parent's peak over fork + exec)."""
     with open("/proc/self/status") as handle:
@@ -71,7 +71,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     loaded = load_for_task(job, Path(spec["model_dir"]), 2, spec["init"])
     model = loaded.model.to(device)
     batch = {k: v.to(device) for k, v in loaded.example_batch(spec["batch_size"]).items()}
-    rss_loaded = _status_mb("VmRSS")
+    rss_loaded = status_mb("VmRSS")
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     if spec["mode"] == "train":
         model.train()
@@ -93,7 +93,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    result = _timed(step, sync, spec, rss_loaded)
+    result = timed_repeats(step, sync, spec, rss_loaded)
     result["gpu_peak_mb"] = (
         torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
     )
@@ -109,15 +109,19 @@ def _measure_classical(spec: dict[str, Any]) -> dict[str, Any]:
     job = spec["job"]
     fitted = get_adapter(job["adapter"], job.get("options")).load_fitted(Path(spec["model_dir"]))
     texts, labels = list(spec["texts"]), int(spec["num_labels"])
-    rss_loaded = _status_mb("VmRSS")
+    rss_loaded = status_mb("VmRSS")
 
     def step() -> None:
         fitted.predict(texts, labels)
 
-    return {**_timed(step, lambda: None, spec, rss_loaded), "gpu_peak_mb": None, "device": "cpu"}
+    return {
+        **timed_repeats(step, lambda: None, spec, rss_loaded),
+        "gpu_peak_mb": None,
+        "device": "cpu",
+    }
 
 
-def _timed(
+def timed_repeats(
     step: Callable[[], None], sync: Callable[[], None], spec: dict[str, Any], rss_loaded: float
 ) -> dict[str, Any]:
     """Warm up, then time `step` until `min_repeats` timings and `budget_s` seconds (at most
@@ -139,7 +143,7 @@ def _timed(
         "reason": "",
         **latency_stats(times, spec["batch_size"]),
         "rss_loaded_mb": rss_loaded,
-        "peak_rss_mb": _status_mb("VmHWM"),
+        "peak_rss_mb": status_mb("VmHWM"),
     }
 
 
