@@ -37,8 +37,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -216,26 +214,9 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
 
 def measure_variant(spec: dict[str, Any], timeout_s: float = 900) -> dict[str, Any]:
     """One variant in a fresh Python process; a failure comes back as a status with its reason."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "ptmeval.deployment"],
-            input=json.dumps(spec),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s"}
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        if proc.returncode < 0:
-            reason = f"killed by signal {-proc.returncode} (out of memory?)"
-        else:
-            reason = lines[-1] if lines else f"exit status {proc.returncode}"
-        return {"status": "failed", "reason": reason[:300]}
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    from ptmeval.runtime import measure_in_subprocess
+
+    return measure_in_subprocess(spec, timeout_s, module="ptmeval.deployment")
 
 
 # --- the parent: build the ONNX int8 file, run every variant, gate ---------------------------

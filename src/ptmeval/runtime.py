@@ -163,12 +163,16 @@ def latency_stats(times: list[float], batch_size: int) -> dict[str, Any]:
     }
 
 
-def measure_in_subprocess(spec: dict[str, Any], timeout_s: float = 900) -> dict[str, Any]:
-    """Run one measurement in a fresh Python process; failures come back as a status."""
+def measure_in_subprocess(
+    spec: dict[str, Any], timeout_s: float = 900, module: str = "ptmeval.runtime"
+) -> dict[str, Any]:
+    """Run one measurement in a fresh Python process (`python -m <module>`, the spec as JSON
+    on stdin, the result as the last line of JSON on stdout); failures come back as a status
+    with the reason."""
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "ptmeval.runtime"],
+            [sys.executable, "-m", module],
             input=json.dumps(spec),
             capture_output=True,
             text=True,
