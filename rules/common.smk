@@ -117,6 +117,7 @@ AGGREGATES = [
     "scorecard_parts",
     "decision",
     "failures",
+    "machines",
     "stage_times",
     "pareto",
     "similarity_vs_gain",

@@ -18,7 +18,7 @@ from ptmeval import comparison, decision, scaling, scorecard, verdicts
 from ptmeval import deployment as deploy
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.findings import FAILED_COLUMN, is_failure_table
-from ptmeval.io import read_table
+from ptmeval.io import read_provenance, read_table
 from ptmeval.transfer import frechet_diag, score_predictions
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,44 @@ def concat_tables(
         elif len(frame):
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+MACHINE_FIELDS = ["host", "system", "processor", "cpu_count", "gpu", "gpu_count"]
+
+
+def machines(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Where the per-job tables were computed, from the provenance each job stamped in its
+    table (`ptmeval.io.write_table`): one row per machine × commit × ptmeval version, with the
+    stages (results/<stage>/…) and the number of tables it wrote."""
+    rows = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file() or path.suffix != ".parquet":
+            continue
+        found = read_provenance(path)
+        hw = found.get("hardware") or {}
+        parts = path.parts
+        stage = parts[parts.index("results") + 1] if "results" in parts else path.parent.name
+        rows.append(
+            {
+                **{k: hw.get(k) for k in MACHINE_FIELDS},
+                "git_commit": found.get("git_commit"),
+                "ptmeval_version": found.get("ptmeval_version"),
+                "stage": stage,
+            }
+        )
+    columns = [*MACHINE_FIELDS, "git_commit", "ptmeval_version", "stages", "tables"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows).astype({k: "string" for k in MACHINE_FIELDS})
+    keys = [*MACHINE_FIELDS, "git_commit", "ptmeval_version"]
+    return (
+        frame.fillna("–")
+        .groupby(keys, as_index=False)
+        .agg(stages=("stage", lambda s: ", ".join(sorted(set(s)))), tables=("stage", "size"))
+        .sort_values("tables", ascending=False)
+        .reset_index(drop=True)[columns]
+    )
 
 
 def failure_summary(records: list[pd.DataFrame]) -> pd.DataFrame:
@@ -515,6 +553,13 @@ def aggregate(
 ) -> dict[str, pd.DataFrame]:
     """The report's tables, by name."""
     settings = settings or {}
+    inputs = [
+        list(group)
+        for group in (metrics, histories, profiles, manifests, task_summaries, predictions)
+        + (runtimes, exports, deployments, transfers, frozen, tuning)
+    ]
+    metrics, histories, profiles, manifests, task_summaries, predictions = inputs[:6]
+    runtimes, exports, deployments, transfers, frozen, tuning = inputs[6:]
     failed: list[pd.DataFrame] = []
     metric = settings.get("metric", "accuracy")
     n_boot = int(settings.get("n_boot", 1000))
@@ -615,6 +660,7 @@ def aggregate(
         )
     tables["stage_times"] = times
     tables["failures"] = failure_summary(failed)
+    tables["machines"] = machines(path for group in inputs for path in group)
     tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
     return tables
 

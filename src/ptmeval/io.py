@@ -47,6 +47,7 @@ def git_commit() -> str | None:
 def hardware() -> dict[str, Any]:
     """CPU/GPU description of this machine (GPU only if torch is already imported)."""
     info: dict[str, Any] = {
+        "host": platform.node(),
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),

@@ -60,3 +60,33 @@ def test_a_dry_run_lint_or_job_reparse_leaves_the_cache_as_it_is(tmp_path):
     bad.write_bytes(b"PAR1 truncated")
     named = quarantine_damaged(results, move=False)
     assert named == [(bad, results / ".damaged" / "a" / "bad.parquet")] and bad.exists()
+
+
+def test_machines_come_from_the_tables_provenance(tmp_path):
+    """The report's "where the results were computed" reads each job's stamp, not the machine
+    that renders it: two tables from here, one stamped on another node."""
+    import json
+    import platform
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ptmeval.aggregate import machines
+    from ptmeval.io import PROVENANCE_KEY, provenance
+
+    frame = pd.DataFrame({"a": [1]})
+    here = [
+        write_table(frame, tmp_path / "results" / stage / "x.parquet")
+        for stage in ("finetune", "evaluate")
+    ]
+    stamp = provenance()
+    stamp["hardware"] = {**stamp["hardware"], "host": "node-7", "gpu": "H200"}
+    table = pa.Table.from_pandas(frame)
+    table = table.replace_schema_metadata({PROVENANCE_KEY: json.dumps(stamp).encode()})
+    there = tmp_path / "results" / "finetune" / "y.parquet"
+    pq.write_table(table, there)
+    found = machines([*here, there]).set_index("host")
+    assert found.loc[platform.node(), "tables"] == 2
+    assert found.loc[platform.node(), "stages"] == "evaluate, finetune"
+    assert found.loc["node-7", "gpu"] == "H200" and found.loc["node-7", "tables"] == 1
+    assert machines([]).empty
