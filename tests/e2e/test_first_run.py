@@ -2,6 +2,7 @@
 data/my-texts.csv, config/examples/first-run.yaml, the plan, the estimate, the run, the report."""
 
 import io
+import os
 from contextlib import redirect_stderr, redirect_stdout
 
 import pandas as pd
@@ -33,8 +34,13 @@ def first_run(tmp_path_factory):
     )
     plan = run_snakemake("-n", "--cores", "2", "--configfile", str(CONFIG), cwd=work)
     out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(["estimate", "--configfile", str(CONFIG), "--cache", str(work / "results")])
+    here = os.getcwd()
+    os.chdir(work)  # the user's folder: the config's data path is relative to it
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["estimate", "--configfile", str(CONFIG), "--cache", "results"])
+    finally:
+        os.chdir(here)
     run = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=work)
     return work, plan, (code, out.getvalue() + err.getvalue()), run
 
