@@ -191,6 +191,11 @@ ADAPTER_OPTION_CASES = {
         "invalid config: models[0] ('resnet').options: unknown torchvision-image option "
         "'archtecture'; did you mean 'architecture'? (known: architecture, weights)",
     ),
+    "torchvision weights without their enum": (
+        {"architecture": "resnet18", "weights": "DEFAULT"},
+        "invalid config: models[0] ('resnet').options: for architecture 'resnet18': unknown "
+        "weights 'DEFAULT' (known: ResNet18_Weights.DEFAULT, ResNet18_Weights.IMAGENET1K_V1)",
+    ),
     "torchvision weights of another version": (
         {"architecture": "resnet18", "weights": "ResNet18_Weights.IMAGENET1K_V2"},
         "invalid config: models[0] ('resnet').options: for architecture 'resnet18': unknown "
@@ -537,7 +542,9 @@ def test_inits_follow_what_the_source_provides():
         "invalid config: models[0] ('r18'): init 'pretrained' needs pretrained weights: give a "
         "'source' (e.g. a local state dict) or options.weights, or use inits: [scratch]"
     )
-    weights = resnet | {"options": {"architecture": "resnet18", "weights": "DEFAULT"}}
+    weights = resnet | {
+        "options": {"architecture": "resnet18", "weights": "ResNet18_Weights.DEFAULT"}
+    }
     assert parse_config({"models": [weights], "tasks": [image_task]}).models[0].init_list == [
         "pretrained",
         "scratch",

@@ -38,11 +38,8 @@ def check_options(options: dict[str, Any]) -> None:
     if weights:
         import torchvision
 
-        known = [
-            f"{w.__name__}.{m.name}"
-            for w in [torchvision.models.get_model_weights(arch)]
-            for m in w
-        ]
+        registry = torchvision.models.get_model_weights(arch)
+        known = [f"{registry.__name__}.{name}" for name in registry.__members__]  # DEFAULT too
         if weights not in known:
             raise ConfigError(
                 f"for architecture '{arch}': " + unknown_name_message("weights", weights, known)
