@@ -603,12 +603,7 @@ def aggregate(
         "manifest": concat_tables(manifests, failed),
         "tasks": tasks,
         "runtime": runtime,
-        "accessibility": verdicts.accessibility(
-            runtime,
-            settings.get("hardware", []),
-            deployment,
-            settings.get("constraint", "latency"),
-        ),
+        "accessibility": verdicts.accessibility(runtime, settings.get("hardware", []), deployment),
         "export": export,
         "deployment": deployment,
         "compatibility": verdicts.compatibility(models, results, export),
@@ -690,8 +685,8 @@ def pareto_points(
     """Per model × task: test score of the best init at the largest size, its 95% interval (from
     the rank-interval bootstrap over test examples), and the costs of the Pareto view; plus, on
     the task of its deployment check, a point 'model · variant' for the model's best passing
-    deployment variant (`deploy.best_variant`): the model's score and interval shifted by the
-    variant's paired change from fp32, its latency the model's × the variant's latency ratio to
+    deployment variant (`deploy.best_variants`): the model's score and interval shifted by the
+    variant's paired change in accuracy from fp32 (the view plots accuracy), its latency the model's × the variant's latency ratio to
     fp32, its memory the model's + the variant's peak-memory difference from fp32 (both measured
     side by side in the deployment check)."""
     ranks = tables.get("ranks", pd.DataFrame())
@@ -712,7 +707,7 @@ def pareto_points(
         if base.empty:
             continue
         row = base.iloc[0].to_dict()
-        shift = float(pick["diff"])
+        shift = float(pick["accuracy_diff"])
         row.update(
             model=f"{pick['model']} · {pick['variant']}",
             variant=pick["variant"],

@@ -46,7 +46,6 @@ def accessibility(
     runtime: pd.DataFrame,
     hardware: list[dict[str, Any]],
     deployment: pd.DataFrame | None = None,
-    constraint: str = "latency",
 ) -> pd.DataFrame:
     """Per model: the smallest listed hardware that fits inference (batch 1 and the largest
     measured batch) and a training step (largest measured batch), from measured peak memory;

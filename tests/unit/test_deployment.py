@@ -57,6 +57,7 @@ def test_gate_arithmetic_on_known_counts():
     assert rows["bf16"]["score"] == 0.895 and rows["bf16"]["passes"]
     assert rows["int8-dynamic"]["score"] == 0.89 and not rows["int8-dynamic"]["passes"]
     assert rows["int8-dynamic"]["ratio"] == pytest.approx(0.89 / 0.9)
+    assert rows["int8-dynamic"]["accuracy_diff"] == pytest.approx(-0.01)
     assert rows["onnx-fp32"]["passes"] and rows["onnx-fp32"]["agreement"] == 0.95
     # McNemar on the discordant pairs: 2 (fp32 right, int8 wrong) and 0 the other way: exact
     # binomial; 5 and 5 for the swapped one
@@ -202,6 +203,7 @@ def _table() -> pd.DataFrame:
             "score": score,
             "reference_score": 0.9,
             "diff": score - 0.9,
+            "accuracy_diff": score - 0.9,
             "passes": passes,
             "latency_b1_p50_ms": b1,
             "peak_rss_mb": peak,
