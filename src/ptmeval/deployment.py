@@ -6,10 +6,13 @@ layer), each variant is built with a real toolkit and run on the task's whole te
 
 - `fp32`: eager PyTorch, the reference;
 - `bf16`: the weights cast to bfloat16 (`module.to(torch.bfloat16)`; float inputs cast too),
-  on a CPU with native bf16 (AVX512-BF16 or AMX; emulated elsewhere, ~100× slower: a row
-  that says so);
+  on a CPU with native bf16 (AVX512-BF16 or AMX; emulated elsewhere and slower than fp32 —
+  4.9× on MiniLM-L6 in benchmarks/README.md — a row that says so);
 - `int8-dynamic`: PyTorch's dynamic quantization of the linear layers
   (`torch.ao.quantization.quantize_dynamic`, qint8 weights, activations quantized per batch);
+  a linear probe's head stays fp32 in both int8 variants (its folded standardisation makes
+  weights no per-tensor int8 scale holds; measured: EfficientNet-Lite0's probe on digits fell
+  from 0.73 to 0.10 with the head quantized);
 - `onnx-fp32`: the export check's ONNX model in onnxruntime (CPU);
 - `onnx-int8`: that ONNX model through `onnxruntime.quantization.quantize_dynamic` (int8
   weights of its MatMul and Gemm nodes, the same layers as `int8-dynamic`);
@@ -101,6 +104,13 @@ def _build_torch(spec: dict[str, Any]) -> tuple[Callable[[list[np.ndarray]], np.
     if variant == "bf16":
         dtype = torch.bfloat16
         module = module.to(dtype)
+    elif variant == "int8-dynamic" and spec.get("probe_head"):
+        # a linear probe's head stays fp32: standardisation folded into it gives weights whose
+        # range one per-tensor int8 scale cannot hold, and it is a tiny layer; the backbone is
+        # what deployment shrinks
+        module.inner = torch.ao.quantization.quantize_dynamic(
+            module.inner, {torch.nn.Linear}, dtype=torch.qint8
+        )
     elif variant == "int8-dynamic":
         module = torch.ao.quantization.quantize_dynamic(
             module, {torch.nn.Linear}, dtype=torch.qint8
@@ -222,8 +232,33 @@ def measure_variant(spec: dict[str, Any], timeout_s: float = 900) -> dict[str, A
 # --- the parent: build the ONNX int8 file, run every variant, gate ---------------------------
 
 
-def quantize_onnx(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of an ONNX model's MatMul and Gemm weights (onnxruntime)."""
+def head_nodes(path: Path) -> list[str]:
+    """The MatMul/Gemm nodes that compute the graph's output directly (through a bias Add at
+    most): a linear probe's folded head, which `keep_head` leaves in fp32."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found, frontier = [], [o.name for o in graph.output]
+    for _ in range(2):
+        step = []
+        for name in frontier:
+            node = producer.get(name)
+            if node is None:
+                continue
+            if node.op_type == "MatMul":
+                found.append(node.name)
+            elif node.op_type == "Gemm":  # the quantizer first splits it into <name>_MatMul + Add
+                found += [node.name, f"{node.name}_MatMul"]
+            elif node.op_type == "Add":
+                step.extend(node.input)
+        frontier = step
+    return found
+
+
+def quantize_onnx(source: Path, target: Path, keep_head: bool = False) -> None:
+    """Dynamic int8 quantization of an ONNX model's MatMul and Gemm weights (onnxruntime);
+    `keep_head`: not the nodes of a linear probe's head (`head_nodes`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
@@ -231,6 +266,7 @@ def quantize_onnx(source: Path, target: Path) -> None:
         str(target),
         op_types_to_quantize=["MatMul", "Gemm"],
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=head_nodes(source) if keep_head else None,
     )
 
 
@@ -267,9 +303,10 @@ def measure_variants(
         np.savez(inputs_file, **{f"a{i}": a for i, a in enumerate(arrays)})  # type: ignore[arg-type]
         files: dict[str, Path | None] = {"onnx-fp32": onnx_file, "onnx-int8": None}
         if onnx_file is not None and "onnx-int8" in variants:
+            int8_file = Path(tmp) / "model.int8.onnx"
             try:
-                files["onnx-int8"] = Path(tmp) / "model.int8.onnx"
-                quantize_onnx(onnx_file, files["onnx-int8"])  # type: ignore[arg-type]
+                quantize_onnx(onnx_file, int8_file, keep_head=bool(source.get("probe_head")))
+                files["onnx-int8"] = int8_file
             except Exception as err:
                 from ptmeval.export import failure_reason
 
@@ -423,7 +460,7 @@ def deployment_variants(
         skipped["bf16"] = {
             "status": "not built",
             "reason": "this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, it runs "
-            "about 100× slower than fp32 and is no deployment option here",
+            "slower than fp32, not faster, and is no deployment option here",
         }
     results = measure_variants(
         source,

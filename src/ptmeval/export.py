@@ -215,6 +215,7 @@ def export_check(
                 "snapshot": str(snapshot),
                 "model_dir": str(model_dir),
                 "labels": labels,
+                "probe_head": job.method == "linear_probe",
             }
             variants = deployment_variants(
                 job.keys(),
