@@ -149,7 +149,11 @@ def test_profile_runtime_export_and_transfer_tables(workdir):
         assert by.loc["fp32", "passes"] and by.loc["onnx-fp32", "passes"], model
         assert by.loc["onnx-fp32", "max_abs_logit_diff"] < 1e-3
         assert by.loc["onnx-fp32", "peak_rss_mb"] < by.loc["fp32", "peak_rss_mb"]  # no torch
-        assert by.loc["onnx-int8", "disk_mb"] < by.loc["onnx-fp32", "disk_mb"]
+        # int8 shrinks the Linear/MatMul weights: MiniLM's; a linear probe's head stays fp32 and
+        # EfficientNet's backbone is convolutions, so its int8 file is its fp32 file
+        assert by.loc["onnx-int8", "disk_mb"] <= 1.01 * by.loc["onnx-fp32", "disk_mb"]
+        if model == "minilm-l6":
+            assert by.loc["onnx-int8", "disk_mb"] < 0.8 * by.loc["onnx-fp32", "disk_mb"]
         assert (by.loc[built, "latency_b16_p90_ms"] > 0).all()
         assert by["n_test"].eq(100).all()
     transfer = table(workdir, "transfer").set_index("model")
