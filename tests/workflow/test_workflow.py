@@ -55,6 +55,18 @@ def test_dry_run_e2e_config(tmp_path):
     assert stats["measure_runtime"] == 3  # minilm, tfidf, efficientnet-lite0
 
 
+def test_job_announcements_carry_no_empty_shell_line(tmp_path):
+    """Every rule runs a script: Snakemake's `printshellcmds` would add "Shell command: None" to
+    each job it announces (the workflow profile, read automatically, must not set it)."""
+    result = run_snakemake(
+        "-n", "--cores", "2", "--configfile", str(REPO / "tests/e2e/config.yaml"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "rule finetune:" in said
+    assert "Shell command" not in said
+
+
 def bad_config(tmp_path, mutate) -> subprocess.CompletedProcess:
     data = yaml.safe_load((REPO / "tests/e2e/config.yaml").read_text())
     mutate(data, tmp_path)
