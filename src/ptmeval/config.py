@@ -190,7 +190,9 @@ class FinetuneSettings(_Strict):
     max_length: int = Field(64, ge=2, description="Text: tokens per example (truncation).")
     image_size: int = Field(96, ge=8, description="Image: side length the images are resized to.")
     checkpoint_every_steps: int = Field(
-        25, ge=0, description="Checkpoint a full fine-tune every N steps (0: at epoch ends only)."
+        25,
+        ge=0,
+        description="Checkpoint a full fine-tune every N steps (0: at its validation points).",
     )
     probe_c: float | None = Field(
         None,

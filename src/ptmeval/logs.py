@@ -8,7 +8,11 @@ from pathlib import Path
 
 
 def log_to(path: str | Path, level: int = logging.INFO) -> logging.Logger:
-    """Send the library's log records to `path` and to stderr; return the `ptmeval` logger."""
+    """Send the library's log records to `path` and to stderr; return the `ptmeval` logger.
+    Every rule script starts here, so this is also where a job starts watching the Snakemake
+    process that started it (`ptmeval.stopping`: it stops when Snakemake is killed)."""
+    from ptmeval.stopping import watch_parent
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     root = logging.getLogger()
@@ -18,6 +22,7 @@ def log_to(path: str | Path, level: int = logging.INFO) -> logging.Logger:
         root.addHandler(handler)
     logging.captureWarnings(True)
     sys.excepthook = _excepthook
+    watch_parent()
     return logging.getLogger("ptmeval")
 
 

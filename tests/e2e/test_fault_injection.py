@@ -1,5 +1,6 @@
-"""Fault injection: SIGKILL the whole Snakemake process tree at seeded random moments while it
-runs the e2e config, re-run after each kill, and check that the end state equals an
+"""Fault injection: SIGKILL Snakemake at seeded random moments while it runs the e2e config —
+every other time the whole process tree, else Snakemake alone, whose jobs must then stop by
+themselves (ptmeval.orphans) — re-run after each kill, and check that the end state equals an
 uninterrupted run, no Parquet file is unreadable, and no finished job was recomputed."""
 
 from __future__ import annotations
@@ -49,6 +50,25 @@ def finished_outputs(work: Path) -> dict[Path, int]:
     return done
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def test_sigkill_at_random_moments_then_resume(tmp_path, e2e_workdir):
     rng = random.Random(SEED)
     kills, protected = 0, {}
@@ -77,8 +97,17 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, e2e_workdir):
             proc.wait(timeout=delay)
             break  # it finished before the kill: the run is complete
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
-            proc.wait()
+            if kills % 2:  # Snakemake alone: its jobs must notice and stop themselves
+                jobs = children(proc.pid)
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                deadline = time.time() + 180  # a fine-tune first checkpoints its current step
+                while time.time() < deadline and any(alive(pid) for pid in jobs):
+                    time.sleep(0.5)
+                assert not any(alive(pid) for pid in jobs), "a job outlived its Snakemake"
+            else:
+                os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every job it started
+                proc.wait()
             kills += 1
         unlock = run_snakemake("--unlock", "--configfile", str(CONFIG), cwd=tmp_path)
         assert unlock.returncode == 0, unlock.stderr[-2000:]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ptmeval import stopping
 from ptmeval.jobs import FinetuneJob
 from ptmeval.training.basics import (
     WEIGHTS_FILE,
@@ -209,22 +210,29 @@ def finetune_full(
         )
 
     def after_step(p: Progress) -> None:
+        why = stopping.stop_requested()  # Snakemake killed, Ctrl-C, SIGTERM: checkpoint, stop
+        if why is not None:
+            if saver is not None:
+                saver.save(p)
+                why += f"; checkpointed step {p.step} to resume from"
+            stopping.leave(why)
         if saver is not None and saver.due(p):
             saver.save(p)
 
     target = val["label"].to_numpy()
-    progress = run_loop(
-        strategy,
-        len(items),
-        settings.batch_size,
-        budget,
-        progress,
-        callbacks,
-        early,
-        shuffle=lambda n: torch.randperm(n, generator=generator).tolist(),
-        score=lambda probs: val_scores(probs, target),
-        after_step=after_step,
-    )
+    with stopping.cooperating():
+        progress = run_loop(
+            strategy,
+            len(items),
+            settings.batch_size,
+            budget,
+            progress,
+            callbacks,
+            early,
+            shuffle=lambda n: torch.randperm(n, generator=generator).tolist(),
+            score=lambda probs: val_scores(probs, target),
+            after_step=after_step,
+        )
     if early.best_weights is not None:
         loaded.model.load_state_dict(early.best_weights)
     log.info(
