@@ -1,11 +1,13 @@
-"""Debian packages some tests need (Chromium, SLURM): installed on demand where the machine
-allows it (root with apt-get), otherwise the test is skipped with the reason."""
+"""What tests need of the system: Debian packages (Chromium, SLURM), installed on demand where
+the machine allows it (root with apt-get), otherwise the test is skipped with the reason; and
+the process table (/proc), to see which processes live."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,24 @@ def ensure_debian_packages(binaries: dict[str, str], packages: list[str]) -> Non
     still = [path for path in binaries.values() if not os.path.exists(path)]
     if still:
         pytest.fail(f"installed {packages} but {still} are still missing")
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent (or an init) to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,17 +78,23 @@ finetune(job, data, subset, sys.argv[4], snapshot=Path(sys.argv[5]), threads=1, 
 """
 
 
-def test_killed_finetune_resumes_bit_identical(tmp_path):
+def reference_run(tmp_path, job: FinetuneJob) -> tuple[Any, Any, pd.DataFrame, np.ndarray]:
+    """The data, the subset and an uninterrupted fine-tune's history and test probabilities;
+    the job, data, subset and snapshot written under `tmp_path` for CHILD."""
     data, _ = prepare_task(CFG.tasks[0], seed=0)
     subset = subsample(data, 1.0, seed=3)
     download_model(CFG.models[0], tmp_path / "snap")
     reference, reference_probs = finetune(
-        JOB, data, subset, tmp_path / "ref", snapshot=tmp_path / "snap", threads=1
+        job, data, subset, tmp_path / "ref", snapshot=tmp_path / "snap", threads=1
     )
-
     data.to_parquet(tmp_path / "data.parquet")
     subset.to_parquet(tmp_path / "subset.parquet")
-    (tmp_path / "job.json").write_text(JOB.model_dump_json())
+    (tmp_path / "job.json").write_text(job.model_dump_json())
+    return data, subset, reference, reference_probs
+
+
+def test_killed_finetune_resumes_bit_identical(tmp_path):
+    data, subset, reference, reference_probs = reference_run(tmp_path, JOB)
     ckpt = tmp_path / "ckpt"
     child = subprocess.Popen(
         [

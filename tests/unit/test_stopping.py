@@ -15,11 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptmeval.sources import download_model
-from ptmeval.subsample import subsample
-from ptmeval.tasks import prepare_task
 from ptmeval.training import finetune
-from tests.unit.test_checkpoint import CFG, CHILD, JOB
+from tests.system import alive
+from tests.unit.test_checkpoint import CHILD, JOB, reference_run
 
 # The parent stands in for Snakemake: it starts the job as its child and is then SIGKILLed.
 PARENT = """
@@ -37,15 +35,6 @@ sleeper = subprocess.Popen(["sleep", "300"])
 Path(sys.argv[2]).write_text(str(sleeper.pid))
 time.sleep(300)
 """
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a parent (or an init) to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def start(args: list[str]) -> tuple[subprocess.Popen, int]:
@@ -110,15 +99,7 @@ def test_a_stopped_finetune_checkpoints_its_step_and_the_next_run_resumes(tmp_pa
     job = JOB.model_copy(
         update={"finetune": JOB.finetune.model_copy(update={"checkpoint_every_steps": 0})}
     )  # checkpoints only at validation points (every 6 steps) — and when stopped
-    data, _ = prepare_task(CFG.tasks[0], seed=0)
-    subset = subsample(data, 1.0, seed=3)
-    download_model(CFG.models[0], tmp_path / "snap")
-    reference, reference_probs = finetune(
-        job, data, subset, tmp_path / "ref", snapshot=tmp_path / "snap", threads=1
-    )
-    data.to_parquet(tmp_path / "data.parquet")
-    subset.to_parquet(tmp_path / "subset.parquet")
-    (tmp_path / "job.json").write_text(job.model_dump_json())
+    data, subset, reference, reference_probs = reference_run(tmp_path, job)
     ckpt = tmp_path / "ckpt"
 
     # 1. its Snakemake SIGKILLed after the first validation point's checkpoint
