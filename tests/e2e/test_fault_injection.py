@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from tests.conftest import REPO, SNAKEMAKE, run_snakemake
+from tests.e2e.conftest import one_seed_config
 from tests.system import alive, children
 
 pytestmark = pytest.mark.slow
@@ -37,14 +37,6 @@ DETERMINISTIC = [
     "metric",
     "value",
 ]
-
-
-def one_seed_config(folder: Path) -> Path:
-    data = yaml.safe_load(CONFIG.read_text())
-    data["subsample"]["seeds"] = [0]
-    path = folder / "one-seed.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def finished_outputs(work: Path, config: Path) -> dict[Path, int]:
@@ -65,7 +57,7 @@ def finished_outputs(work: Path, config: Path) -> dict[Path, int]:
 def test_sigkill_at_random_moments_then_resume(tmp_path, e2e_workdir):
     rng = random.Random(SEED)
     config = one_seed_config(tmp_path)
-    kills, protected = 0, {}
+    kills, protected, left_behind = 0, {}, 0
     start = time.time()
     while kills < KILLS and time.time() - start < 1500:
         proc = subprocess.Popen(
@@ -93,6 +85,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, e2e_workdir):
         except subprocess.TimeoutExpired:
             if kills % 2:  # Snakemake alone: its jobs must notice and stop themselves
                 jobs = children(proc.pid)
+                left_behind += len(jobs)
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
                 deadline = time.time() + 180  # a fine-tune first checkpoints its current step
@@ -107,6 +100,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, e2e_workdir):
         assert unlock.returncode == 0, unlock.stderr[-2000:]
         protected.update(finished_outputs(tmp_path, config))
     assert kills >= KILLS, f"only {kills} kills happened before the run finished"
+    assert left_behind > 0, "no kill of Snakemake alone left a running job behind"
     final = run_snakemake("--cores", "2", "--configfile", str(config), cwd=tmp_path)
     assert final.returncode == 0, final.stderr[-4000:]
     # nothing finished before a kill was computed again
