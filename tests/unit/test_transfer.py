@@ -328,3 +328,65 @@ def test_read_subsets_keys_by_fraction_and_seed(tmp_path):
     assert list(subsets[(1.0, 2)].columns) == ["row_id"]
     with pytest.raises(ValueError, match="not a subset path"):
         read_subsets([tmp_path / "x" / "train.parquet"])
+
+
+# ------------------------------------------------------------ the stage's entry point
+
+
+def test_score_task_scores_the_training_pool_only():
+    from ptmeval.transfer import score_task
+
+    features = feature_table()
+    train = features[features["split"] == "train"]
+    x = np.stack(train["feature"].to_numpy()).astype(np.float64)
+    y = train["label"].to_numpy()
+    row = score_task("m", "t", features).iloc[0]
+    assert (row["model"], row["task"], row["n_examples"], row["feature_dim"]) == ("m", "t", 54, 8)
+    assert row["logme"] == pytest.approx(logme(x, y))
+    assert row["h_score"] == pytest.approx(h_score(x, y))
+    assert row["knn_accuracy"] == pytest.approx(knn_accuracy(x, y, k=5, seed=0))
+    assert row["linear_probe_val_accuracy"] > 0.95  # separable blobs, scored on validation
+    np.testing.assert_allclose(row["feature_mean"], x.mean(axis=0), rtol=1e-6)
+    # no source classifier: LEEP and NCE are NaN and the note says why
+    assert math.isnan(row["leep"]) and math.isnan(row["nce"])
+    assert "LEEP/NCE: no source classification head" in row["note"]
+    # validation and test rows do not reach the scores: scrambling them changes none
+    scrambled = features.copy()
+    held_out = scrambled["split"] != "train"
+    scrambled.loc[held_out, "feature"] = noise_features(
+        held_out.sum(), 8, scrambled.index[held_out]
+    )
+    again = score_task("m", "t", scrambled).iloc[0]
+    for score in ("logme", "h_score", "knn_accuracy"):
+        assert again[score] == row[score]
+
+
+def noise_features(n: int, d: int, index):
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    return pd.Series(list(rng.normal(size=(n, d)).astype(np.float32)), index=index)
+
+
+def test_score_task_with_a_source_head_and_with_few_examples():
+    from ptmeval.transfer import score_task
+
+    features = feature_table()
+    train = features["split"] == "train"
+    k_source = 5  # a source classifier's probabilities over its own 5 classes
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(k_source), size=len(features))
+    features["source_probs"] = list(probs)
+    row = score_task("m", "t", features).iloc[0]
+    y = features.loc[train, "label"].to_numpy()
+    assert row["leep"] == pytest.approx(leep(probs[train.to_numpy()], y))
+    assert row["nce"] == pytest.approx(nce(probs[train.to_numpy()].argmax(axis=1), y))
+    assert "LEEP/NCE" not in row["note"]
+    # no more training examples than feature dimensions: the shrinkage H-score, said in the note
+    wide = feature_table(n_per=5, d=16)
+    small = score_task("m", "t", wide).iloc[0]
+    assert small["n_examples"] <= 16 + 1
+    assert "H-score: Ledoit-Wolf shrinkage" in small["note"]
+    x = np.stack(wide.loc[wide["split"] == "train", "feature"].to_numpy()).astype(np.float64)
+    yw = wide.loc[wide["split"] == "train", "label"].to_numpy()
+    assert small["h_score"] == pytest.approx(h_score(x, yw, regularization="ledoit-wolf"))
