@@ -67,6 +67,29 @@ def test_job_announcements_carry_no_empty_shell_line(tmp_path):
     assert "Shell command" not in said
 
 
+HEAVY = ("torch", "torchvision", "transformers", "sklearn", "onnxruntime", "deepspeed")
+
+
+def test_parsing_the_workflow_imports_no_heavy_library(tmp_path):
+    """Snakemake parses the Snakefile at every start, in a dry run and in every cluster job on
+    its node: planning must not import torch & co. (seconds each). `-X importtime` lists every
+    module the dry run imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+        + ["-n", "--quiet", "--cores", "2", "--configfile", str(REPO / "tests/e2e/config.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
+    }
+    assert "snakemake" in imported and "ptmeval.config" in imported  # the listing is complete
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
 def bad_config(tmp_path, mutate) -> subprocess.CompletedProcess:
     data = yaml.safe_load((REPO / "tests/e2e/config.yaml").read_text())
     mutate(data, tmp_path)
