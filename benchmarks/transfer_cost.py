@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=ROOT)
+    parser.add_argument("--run", default="default", help="the config's run_name")
     args = parser.parse_args()
-    path = args.workdir / "results" / "aggregate" / "prediction_cost.parquet"
+    path = args.workdir / "results" / "aggregate" / args.run / "prediction_cost.parquet"
     if not path.exists():
         raise SystemExit(f"{path} is missing: run the workflow first (`make run`)")
     cost = pd.read_parquet(path)

@@ -3,9 +3,12 @@ rule aggregate:
         unpack(get_aggregate_inputs),
         unpack(get_frozen_probe_tables),
     output:
-        **{name: f"results/aggregate/{name}.parquet" for name in AGGREGATES},
+        **{
+            name: f"results/aggregate/{CFG.run_name}/{name}.parquet"
+            for name in AGGREGATES
+        },
     log:
-        "logs/aggregate.log",
+        f"logs/aggregate/{CFG.run_name}.log",
     conda:
         "../envs/ptmeval.yaml"
     threads: 1

@@ -311,7 +311,7 @@ def get_estimate_params(wildcards):
 def expected_tables():
     """Every Parquet table the current config produces: the inputs of `aggregate` and of every
     fine-tune (task data, subsets, features), and the aggregates."""
-    tables = {f"results/aggregate/{name}.parquet" for name in AGGREGATES}
+    tables = {f"results/aggregate/{CFG.run_name}/{name}.parquet" for name in AGGREGATES}
     for files in get_aggregate_inputs(None).values():
         tables.update([files] if isinstance(files, str) else files)
     for job in FT_JOBS:

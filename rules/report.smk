@@ -1,6 +1,9 @@
 rule render_report:
     input:
-        **{name: f"results/aggregate/{name}.parquet" for name in AGGREGATES},
+        **{
+            name: f"results/aggregate/{CFG.run_name}/{name}.parquet"
+            for name in AGGREGATES
+        },
         template=TEMPLATE,
     output:
         report=report(

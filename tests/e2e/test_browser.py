@@ -70,7 +70,9 @@ def test_e2e_report_in_chromium(browser, e2e_workdir):
     rows = browser.execute_script(
         "return document.querySelectorAll('#scorecard-table tr.scorecard-row').length"
     )
-    models = pd.read_parquet(e2e_workdir / "results" / "aggregate" / "scorecard.parquet")["model"]
+    models = pd.read_parquet(e2e_workdir / "results" / "aggregate" / "e2e" / "scorecard.parquet")[
+        "model"
+    ]
     assert rows == len(models) == 3
     assert "Recommendation." in browser.find_element("id", "recommendation").text
     full_screenshot(browser, ARTIFACTS / "e2e-report.png")

@@ -22,7 +22,7 @@ def workdir(e2e_workdir):
 
 
 def table(work, name):
-    return pd.read_parquet(work / "results" / "aggregate" / f"{name}.parquet")
+    return pd.read_parquet(work / "results" / "aggregate" / "e2e" / f"{name}.parquet")
 
 
 def test_every_job_has_results(workdir):

@@ -112,8 +112,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, e2e_workdir):
     for path in (tmp_path / "results").rglob("*.parquet"):
         pq.read_table(path)
     # and the end state equals the uninterrupted run's
-    ours = pd.read_parquet(tmp_path / "results/aggregate/results.parquet")[DETERMINISTIC]
-    theirs = pd.read_parquet(e2e_workdir / "results/aggregate/results.parquet")[DETERMINISTIC]
+    ours = pd.read_parquet(tmp_path / "results/aggregate/e2e/results.parquet")[DETERMINISTIC]
+    theirs = pd.read_parquet(e2e_workdir / "results/aggregate/e2e/results.parquet")[DETERMINISTIC]
     theirs = theirs[theirs["seed"] == 0]
     key = DETERMINISTIC[:-1]
     pd.testing.assert_frame_equal(

@@ -1,6 +1,7 @@
 """A config with one broken model and two good ones ends in a report that names the broken one
 (its failure is a finding, not the end of the run); the next run tries the failed jobs again
-and recomputes nothing of the good models."""
+and recomputes nothing of the good models; a second run beside it keeps its own aggregate and
+report."""
 
 import pandas as pd
 import pytest
@@ -11,12 +12,12 @@ from tests.conftest import job_stats, run_snakemake
 pytestmark = pytest.mark.slow
 
 
-def config(tmp_path):
+def config(tmp_path, run_name: str = "findings", broken_model: bool = True):
     broken = tmp_path / "not-a-model"
-    broken.mkdir()
+    broken.mkdir(exist_ok=True)
     (broken / "README.md").write_text("weights that never arrived\n")
     data = {
-        "run_name": "findings",
+        "run_name": run_name,
         "models": [
             {
                 "slug": "broken",
@@ -46,7 +47,9 @@ def config(tmp_path):
         },
         "analysis": {"n_boot": 100},
     }
-    path = tmp_path / "findings.yaml"
+    if not broken_model:
+        data["models"] = data["models"][1:]
+    path = tmp_path / f"{run_name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -57,7 +60,7 @@ def test_one_broken_model_is_a_finding_and_the_report_completes(tmp_path):
     cfg = config(tmp_path)
     result = run_snakemake("--cores", "2", "--configfile", str(cfg), cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
-    aggregate = work / "results" / "aggregate"
+    aggregate = work / "results" / "aggregate" / "findings"
     failures = pd.read_parquet(aggregate / "failures.parquet").set_index("model")
     assert list(failures.index) == ["broken"]
     assert failures.at["broken", "failed_stage"] == "download_model"
@@ -83,3 +86,29 @@ def test_one_broken_model_is_a_finding_and_the_report_completes(tmp_path):
     stats = job_stats(again.stderr + again.stdout)
     assert stats["download_model"] == 1 and "prepare_task" not in stats
     assert all(p.stat().st_mtime_ns == t for p, t in good.items())  # the good models: kept
+
+    # A second run (another run name, the good models alone, the same settings) beside it: its
+    # own aggregate and report, every job's result shared, nothing of the first run touched;
+    # switching back to the first recomputes none of the good models' jobs.
+    other = config(tmp_path, run_name="good-only", broken_model=False)
+    first = {
+        p: p.stat().st_mtime_ns
+        for p in [*aggregate.glob("*.parquet"), work / "reports" / "findings" / "index.html"]
+    }
+    beside = run_snakemake("--cores", "2", "--configfile", str(other), cwd=work)
+    assert beside.returncode == 0, beside.stderr[-3000:]
+    ran = job_stats(beside.stderr + beside.stdout)
+    assert set(ran) - {"all"} == {"estimate_cost", "aggregate", "render_report"}, ran
+    assert all(p.stat().st_mtime_ns == t for p, t in first.items())
+    theirs = work / "results" / "aggregate" / "good-only"
+    assert pd.read_parquet(theirs / "failures.parquet").empty
+    assert set(pd.read_parquet(theirs / "results.parquet")["model"]) == {"tfidf-a", "tfidf-b"}
+    assert (work / "reports" / "good-only" / "index.html").exists()
+    shared = {
+        p: p.stat().st_mtime_ns
+        for p in (work / "results").rglob("*.parquet")
+        if not {"broken", "aggregate", "estimate", ".failed"} & set(p.parts)
+    }
+    back = run_snakemake("--cores", "2", "--configfile", str(cfg), cwd=work)
+    assert back.returncode == 0, back.stderr[-3000:]  # (it tries the broken model once more)
+    assert len(shared) > 20 and all(p.stat().st_mtime_ns == t for p, t in shared.items())

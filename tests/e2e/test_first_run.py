@@ -60,9 +60,9 @@ def test_the_run_ends_in_a_report(first_run):
     html = (work / "reports" / "first-run" / "index.html").read_text()
     assert "First look: MiniLM-L6 against TF-IDF on my texts" in html
     assert 'id="recommendation"' in html and "my-texts" in html
-    results = pd.read_parquet(work / "results" / "aggregate" / "results.parquet")
+    results = pd.read_parquet(work / "results" / "aggregate" / "first-run" / "results.parquet")
     assert set(results["model"]) == {"minilm-l6", "tfidf-logreg"}
-    failures = pd.read_parquet(work / "results" / "aggregate" / "failures.parquet")
+    failures = pd.read_parquet(work / "results" / "aggregate" / "first-run" / "failures.parquet")
     assert failures.empty, failures
     # the labels are the CSV's topic names, five classes, and the models learnt them
     tasks = pd.read_parquet(work / "results" / "tasks" / "my-texts" / "summary.parquet")

@@ -456,7 +456,7 @@ def test_local_rules_ran_locally(slurm_run):
     submitted = {job_id for job_id, _, _ in parse_submissions(slurm_run.log)}
     assert not {b.fields["jobid"] for b in blocks if b.local} & submitted
     assert job_stats(slurm_run.log)["aggregate"] == 1
-    assert (slurm_run.work / "results" / "aggregate" / "results.parquet").exists()
+    assert (slurm_run.work / "results" / "aggregate" / "e2e" / "results.parquet").exists()
 
 
 def _finetune_mem_mb(slurm_log: str, wildcards: str) -> int:
@@ -502,7 +502,7 @@ def test_cancelled_group_was_retried(slurm_run):
 
 
 def _results(work: Path) -> pd.DataFrame:
-    table = pd.read_parquet(work / "results" / "aggregate" / "results.parquet")
+    table = pd.read_parquet(work / "results" / "aggregate" / "e2e" / "results.parquet")
     table = table[table["seed"] == 0]  # the SLURM run's one seed
     return table[[*KEYS, "value"]].sort_values(KEYS).reset_index(drop=True)
 
