@@ -11,7 +11,9 @@
 
 Inside `cooperating()` — the fine-tune's training loop — a stop waits for the end of the current
 step: the loop asks `stop_requested()` after each step, checkpoints it and calls `leave`, so the
-next run resumes there instead of at the last validation point.
+next run resumes there instead of at the last validation point. All of this only in a rule's
+job (`watch_parent` called, by `ptmeval.logs.log_to`): the library called from a notebook keeps
+Python's own Ctrl-C.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def cooperating() -> Iterator[None]:
     itself after saving what lets the next run resume: a dead parent's watcher waits for it
     (up to its grace period) and SIGINT/SIGTERM only record the request. On leaving the block,
     the previous signal handlers return, and a signal that came in the meantime is acted on."""
+    if _parent is None:  # not a rule's job (a notebook, a test calling the library): Ctrl-C
+        yield  # raises KeyboardInterrupt as usual, nothing ends the process
+        return
     in_main = threading.current_thread() is threading.main_thread()
     previous: dict[int, Any] = {}
     if in_main:

@@ -66,6 +66,28 @@ def test_a_job_stops_with_its_children_when_its_snakemake_is_killed(tmp_path):
     assert f"Snakemake (pid {parent.pid}), which started this job, is gone" in log.read_text()
 
 
+def test_only_a_rules_job_takes_over_ctrl_c():
+    """The library called from a notebook keeps Python's Ctrl-C (KeyboardInterrupt) inside the
+    training loop; a rule's job (log_to called) records it and stops after the step."""
+    probe = """
+import signal, sys
+from ptmeval import stopping
+if sys.argv[1] == "job":
+    stopping.watch_parent()
+before = signal.getsignal(signal.SIGINT)
+with stopping.cooperating():
+    inside = signal.getsignal(signal.SIGINT)
+print(inside is before, signal.getsignal(signal.SIGINT) is before)
+"""
+    said = {
+        mode: subprocess.run(
+            [sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for mode in ("library", "job")
+    }
+    assert said == {"library": ["True", "True"], "job": ["False", "True"]}
+
+
 def launch(tmp_path, ckpt: Path, log: Path) -> tuple[subprocess.Popen, int]:
     """The fine-tune of test_checkpoint's CHILD, its log set up as a rule script's is."""
     logged = "from ptmeval.logs import log_to; log_to(sys.argv[7])\n"
