@@ -45,11 +45,6 @@ def alive(pid: int) -> bool:
 
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid`."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
+    from ptmeval.stopping import children_by_parent
+
+    return children_by_parent().get(pid, [])

@@ -118,16 +118,21 @@ def _watch(parent: int, poll_s: float, grace_s: float) -> None:
     leave(why)
 
 
-def _stop_descendants() -> None:
-    """SIGKILL this process's descendants (DeepSpeed workers, a measurement's child), found
-    through /proc (Linux; elsewhere nothing is found)."""
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's children (pid -> child pids), read from /proc (Linux; elsewhere empty)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    return children
+
+
+def _stop_descendants() -> None:
+    """SIGKILL this process's descendants (DeepSpeed workers, a measurement's child)."""
+    children = children_by_parent()
     todo, found = [os.getpid()], []
     while todo:
         for child in children.get(todo.pop(), []):
