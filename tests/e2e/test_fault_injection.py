@@ -41,15 +41,25 @@ DETERMINISTIC = [
 
 def finished_outputs(work: Path, config: Path) -> dict[Path, int]:
     """Outputs Snakemake considers complete and up to date, with their mtimes. The summary's
-    status says 'ok' for any file that exists, even one a killed job left incomplete; only its
-    plan column ('no update') says that Snakemake will not run the job again."""
+    status says 'ok' for any file that exists, even one a killed job left incomplete; its plan
+    column ('no update') does not look at Snakemake's incomplete markers either, so a job that
+    finished writing after its Snakemake was killed reads 'no update' although Snakemake, which
+    never saw it end, runs it again. Only what a dry run does not plan is finished."""
     result = run_snakemake("--cores", "2", "--configfile", str(config), "--summary", cwd=work)
+    plan = run_snakemake("-n", "--cores", "2", "--configfile", str(config), cwd=work)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    planned = {
+        work / name
+        for line in (plan.stdout + plan.stderr).splitlines()
+        if line.startswith("    output: ")
+        for name in line.removeprefix("    output: ").split(", ")
+    }
     done = {}
     for line in result.stdout.splitlines()[1:]:
         fields = line.split("\t")
         if len(fields) >= 6 and fields[4] == "ok" and fields[5] == "no update":
             path = work / fields[0]
-            if path.is_file():
+            if path.is_file() and path not in planned:
                 done[path] = path.stat().st_mtime_ns
     return done
 
