@@ -4,9 +4,9 @@ issue 9's item 5).
 
     .venv/bin/python benchmarks/profile_models.py [--threads 2] [--out benchmarks/out/profile.md]
 
-Snapshots are taken from results/download/ when the default run has made them, otherwise made
-here. Prints a Markdown table (and writes it with --out). On a GPU machine the runtime rows
-include the GPU automatically.
+Snapshots are taken from results/download/ when the default run has made them (under this
+config's settings key), otherwise made here. Prints a Markdown table (and writes it with
+--out). On a GPU machine the runtime rows include the GPU automatically.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import yaml
 from ptmeval.config import load_config
 from ptmeval.export import check_module, input_names
 from ptmeval.jobs import ModelJob
+from ptmeval.plan import Plan
 from ptmeval.profiling import profile_model
 from ptmeval.runtime import measure_runtime
 from ptmeval.sources import download_model
@@ -32,9 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def snapshot(cfg, slug: str, scratch: Path) -> tuple[Path, pd.DataFrame]:
-    cached = ROOT / "results" / "download" / slug
-    if (cached / "manifest.parquet").exists():
-        return cached / "snapshot", pd.read_parquet(cached / "manifest.parquet")
+    plan = Plan(cfg, root=ROOT / "results")
+    manifest = Path(plan.path("download", "manifest", {"model": slug}))
+    if manifest.exists():
+        return manifest.parent / "snapshot", pd.read_parquet(manifest)
     return scratch / slug, download_model(cfg.model(slug), scratch / slug)
 
 

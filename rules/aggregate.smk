@@ -1,7 +1,6 @@
 rule aggregate:
     input:
         unpack(get_aggregate_inputs),
-        unpack(get_frozen_probe_tables),
     output:
         **{
             name: f"results/aggregate/{CFG.run_name}/{name}.parquet"

@@ -2,12 +2,12 @@ rule download_model:
     input:
         get_model_source_files,
     output:
-        snapshot=directory("results/download/{model}/snapshot"),
-        manifest="results/download/{model}/manifest.parquet",
+        snapshot=directory(pattern("download", "snapshot")),
+        manifest=pattern("download", "manifest"),
     log:
-        "logs/download_model/{model}.log",
+        log_pattern("download"),
     benchmark:
-        "results/benchmarks/download_model/{model}.tsv"
+        benchmark_pattern("download")
     conda:
         "../envs/ptmeval.yaml"
     threads: 1
@@ -15,8 +15,9 @@ rule download_model:
         mem_mb=6000,
         runtime=60,
     params:
-        entry=get_model_entry,
-        fingerprint=get_source_fingerprint,
+        entry=params_of("download", "entry"),
+        fingerprint=params_of("download", "fingerprint"),
+        settings_key=settings_key("download"),
         code_version=code_version("download_model"),
     script:
         "../scripts/download_model.py"

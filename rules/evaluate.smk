@@ -1,13 +1,13 @@
 rule evaluate:
     input:
-        probs="results/finetune/{model}/{task}/{fraction}/{seed}/{init}/test_probs.parquet",
+        unpack(inputs_of("evaluate")),
     output:
-        metrics="results/evaluate/{model}/{task}/{fraction}/{seed}/{init}/metrics.parquet",
-        predictions="results/evaluate/{model}/{task}/{fraction}/{seed}/{init}/predictions.parquet",
+        metrics=pattern("evaluate", "metrics"),
+        predictions=pattern("evaluate", "predictions"),
     log:
-        "logs/evaluate/{model}/{task}/{fraction}/{seed}/{init}.log",
+        log_pattern("evaluate"),
     benchmark:
-        "results/benchmarks/evaluate/{model}/{task}/{fraction}/{seed}/{init}.tsv"
+        benchmark_pattern("evaluate")
     conda:
         "../envs/ptmeval.yaml"
     threads: 1
@@ -15,7 +15,8 @@ rule evaluate:
         mem_mb=1000,
         runtime=5,
     params:
-        job=get_finetune_job,
+        job=params_of("evaluate", "job"),
+        settings_key=settings_key("evaluate"),
         code_version=code_version("evaluate"),
     script:
         "../scripts/evaluate.py"

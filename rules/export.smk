@@ -1,13 +1,13 @@
 rule export_check:
     input:
-        unpack(get_export_inputs),
+        unpack(inputs_of("export")),
     output:
-        export="results/export/{model}/{task}.parquet",
-        variants="results/export/{model}/{task}.variants.parquet",
+        export=pattern("export", "export"),
+        variants=pattern("export", "variants"),
     log:
-        "logs/export_check/{model}/{task}.log",
+        log_pattern("export"),
     benchmark:
-        "results/benchmarks/export_check/{model}/{task}.tsv"
+        benchmark_pattern("export")
     conda:
         "../envs/ptmeval.yaml"
     threads: 2
@@ -15,8 +15,9 @@ rule export_check:
         mem_mb=12000,
         runtime=60,
     params:
-        job=get_export_job,
-        deployment=CFG.deployment.model_dump(mode="json"),
+        job=params_of("export", "job"),
+        deployment=params_of("export", "deployment"),
+        settings_key=settings_key("export"),
         code_version=code_version("export_check"),
     script:
         "../scripts/export_check.py"

@@ -1,13 +1,12 @@
 rule extract_features:
     input:
-        snapshot="results/download/{model}/snapshot",
-        data="results/tasks/{task}/data.parquet",
+        unpack(inputs_of("features")),
     output:
-        features="results/features/{model}/{task}/{init}.parquet",
+        features=pattern("features", "features"),
     log:
-        "logs/extract_features/{model}/{task}/{init}.log",
+        log_pattern("features"),
     benchmark:
-        "results/benchmarks/extract_features/{model}/{task}/{init}.tsv"
+        benchmark_pattern("features")
     conda:
         "../envs/ptmeval.yaml"
     threads: 2
@@ -16,8 +15,9 @@ rule extract_features:
         runtime=120,
         gpu=get_feature_gpus,
     params:
-        job=get_features_job,
-        init="{init}",
+        job=params_of("features", "job"),
+        init=params_of("features", "init"),
+        settings_key=settings_key("features"),
         code_version=code_version("extract_features"),
     script:
         "../scripts/extract_features.py"

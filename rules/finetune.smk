@@ -1,16 +1,14 @@
 rule finetune:
     input:
-        unpack(get_finetune_inputs),
+        unpack(inputs_of("finetune")),
     output:
-        history="results/finetune/{model}/{task}/{fraction}/{seed}/{init}/history.parquet",
-        probs="results/finetune/{model}/{task}/{fraction}/{seed}/{init}/test_probs.parquet",
-        model=directory(
-            "results/finetune/{model}/{task}/{fraction}/{seed}/{init}/model"
-        ),
+        history=pattern("finetune", "history"),
+        probs=pattern("finetune", "probs"),
+        model=directory(pattern("finetune", "model")),
     log:
-        "logs/finetune/{model}/{task}/{fraction}/{seed}/{init}.log",
+        log_pattern("finetune"),
     benchmark:
-        "results/benchmarks/finetune/{model}/{task}/{fraction}/{seed}/{init}.tsv"
+        benchmark_pattern("finetune")
     retries: 2
     conda:
         "../envs/ptmeval.yaml"
@@ -20,9 +18,10 @@ rule finetune:
         runtime=120,
         gpu=get_gpus,
     params:
-        job=get_finetune_job,
-        keep_weights=keeps_weights,
-        checkpoint_dir="results/checkpoints/{model}/{task}/{fraction}/{seed}/{init}",
+        job=params_of("finetune", "job"),
+        keep_weights=params_of("finetune", "keep_weights"),
+        settings_key=settings_key("finetune"),
+        checkpoint_dir=checkpoint_pattern(),
         code_version=code_version("finetune"),
     script:
         "../scripts/finetune.py"

@@ -1,13 +1,12 @@
 rule profile_model:
     input:
-        snapshot="results/download/{model}/snapshot",
-        manifest="results/download/{model}/manifest.parquet",
+        unpack(inputs_of("profile")),
     output:
-        profile="results/profile/{model}.parquet",
+        profile=pattern("profile", "profile"),
     log:
-        "logs/profile_model/{model}.log",
+        log_pattern("profile"),
     benchmark:
-        "results/benchmarks/profile_model/{model}.tsv"
+        benchmark_pattern("profile")
     conda:
         "../envs/ptmeval.yaml"
     threads: 2
@@ -15,7 +14,8 @@ rule profile_model:
         mem_mb=6000,
         runtime=30,
     params:
-        job=get_inference_job,
+        job=params_of("profile", "job"),
+        settings_key=settings_key("profile"),
         code_version=code_version("profile_model"),
     script:
         "../scripts/profile_model.py"

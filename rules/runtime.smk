@@ -1,12 +1,12 @@
 rule measure_runtime:
     input:
-        unpack(get_runtime_inputs),
+        unpack(inputs_of("runtime")),
     output:
-        runtime="results/runtime/{model}.parquet",
+        runtime=pattern("runtime", "runtime"),
     log:
-        "logs/measure_runtime/{model}.log",
+        log_pattern("runtime"),
     benchmark:
-        "results/benchmarks/measure_runtime/{model}.tsv"
+        benchmark_pattern("runtime")
     conda:
         "../envs/ptmeval.yaml"
     threads: 2
@@ -14,8 +14,9 @@ rule measure_runtime:
         mem_mb=12000,
         runtime=60,
     params:
-        job=get_inference_job,
-        settings=get_runtime_settings,
+        job=params_of("runtime", "job"),
+        settings=params_of("runtime", "settings"),
+        settings_key=settings_key("runtime"),
         code_version=code_version("measure_runtime"),
     script:
         "../scripts/measure_runtime.py"

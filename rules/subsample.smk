@@ -1,10 +1,10 @@
 rule subsample:
     input:
-        data="results/tasks/{task}/data.parquet",
+        unpack(inputs_of("subsample")),
     output:
-        subset="results/subsample/{task}/{fraction}/{seed}/train.parquet",
+        subset=pattern("subsample", "subset"),
     log:
-        "logs/subsample/{task}/{fraction}/{seed}.log",
+        log_pattern("subsample"),
     conda:
         "../envs/ptmeval.yaml"
     threads: 1
@@ -12,8 +12,9 @@ rule subsample:
         mem_mb=2000,
         runtime=10,
     params:
-        fraction=get_fraction,
-        seed=get_seed,
+        fraction=params_of("subsample", "fraction"),
+        seed=params_of("subsample", "seed"),
+        settings_key=settings_key("subsample"),
         code_version=code_version("subsample"),
     script:
         "../scripts/subsample.py"

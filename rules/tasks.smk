@@ -2,10 +2,10 @@ rule prepare_task:
     input:
         get_task_files,
     output:
-        data="results/tasks/{task}/data.parquet",
-        summary="results/tasks/{task}/summary.parquet",
+        data=pattern("tasks", "data"),
+        summary=pattern("tasks", "summary"),
     log:
-        "logs/prepare_task/{task}.log",
+        log_pattern("tasks"),
     conda:
         "../envs/ptmeval.yaml"
     threads: 1
@@ -13,8 +13,9 @@ rule prepare_task:
         mem_mb=4000,
         runtime=30,
     params:
-        task=get_task_entry,
-        split_seed=CFG.split_seed,
+        task=params_of("tasks", "task"),
+        split_seed=params_of("tasks", "split_seed"),
+        settings_key=settings_key("tasks"),
         code_version=code_version("prepare_task"),
     script:
         "../scripts/prepare_task.py"

@@ -1,12 +1,11 @@
 rule transfer_scores:
     input:
-        features="results/features/{model}/{task}/pretrained.parquet",
-        subsets=get_transfer_subsets,
+        unpack(inputs_of("transfer")),
     output:
-        scores="results/transfer/{model}/{task}.parquet",
-        frozen="results/transfer/{model}/{task}/frozen_probe.parquet",
+        scores=pattern("transfer", "scores"),
+        frozen=pattern("transfer", "frozen"),
     log:
-        "logs/transfer_scores/{model}/{task}.log",
+        log_pattern("transfer"),
     conda:
         "../envs/ptmeval.yaml"
     threads: 1
@@ -14,6 +13,7 @@ rule transfer_scores:
         mem_mb=4000,
         runtime=30,
     params:
+        settings_key=settings_key("transfer"),
         code_version=code_version("transfer_scores"),
     script:
         "../scripts/transfer_scores.py"

@@ -1,12 +1,12 @@
 rule select_hparams:
     input:
-        unpack(get_tune_inputs),
+        unpack(inputs_of("tune")),
     output:
-        table="results/tune/{model}/{task}/{init}.parquet",
+        table=pattern("tune", "table"),
     log:
-        "logs/select_hparams/{model}/{task}/{init}.log",
+        log_pattern("tune"),
     benchmark:
-        "results/benchmarks/select_hparams/{model}/{task}/{init}.tsv"
+        benchmark_pattern("tune")
     retries: 2
     conda:
         "../envs/ptmeval.yaml"
@@ -16,7 +16,8 @@ rule select_hparams:
         runtime=240,
         gpu=get_gpus,
     params:
-        job=get_tune_job,
+        job=params_of("tune", "job"),
+        settings_key=settings_key("tune"),
         code_version=code_version("select_hparams"),
     script:
         "../scripts/select_hparams.py"

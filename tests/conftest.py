@@ -14,6 +14,23 @@ from ptmeval.workflow import job_stats  # noqa: F401 (re-exported for the tests)
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
+
+def job_file(work: Path, job: str, name: str) -> Path:
+    """The file `name` of the one job `job` ('<stage>/<identity…>') under `work`: jobs write
+    into results/<stage>/<identity…>/<settings key>/ (ptmeval.plan)."""
+    found = sorted((work / "results" / job).glob(f"*/{name}"))
+    assert len(found) == 1, f"{len(found)} settings keys for results/{job}/*/{name}: {found}"
+    return found[0]
+
+
+def job_log(work: Path, job: str) -> Path:
+    """The log of the one job `job` ('<rule>/<identity…>') under `work`: logs/<rule>/<identity…>/
+    <settings key>.log."""
+    found = sorted((work / "logs" / job).glob("*.log"))
+    assert len(found) == 1, f"{len(found)} logs under logs/{job}: {found}"
+    return found[0]
+
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

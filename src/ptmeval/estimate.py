@@ -2,8 +2,8 @@
 
 For every job the DAG will contain, the estimate adds a start-up cost (process, imports, model
 load) to the compute: examples × FLOPs per example ÷ an achieved FLOP rate. FLOPs per example
-come from the profile stage when it is cached (`results/profile/<model>.parquet`, "measured") or,
-cold, from the architecture itself ("analytical": the transformer formulas of
+come from the profile stage when it is cached (`results/profile/<model>/<key>/profile.parquet`,
+"measured") or, cold, from the architecture itself ("analytical": the transformer formulas of
 `ptmeval.profiling.analytical_flops` on the model's config.json, or a count of a randomly
 initialised CNN). The achieved rate is this machine's float32 matmul rate, measured in a second,
 times an efficiency factor per kind of work (calibrated on a 2-core CPU machine; see
@@ -278,7 +278,11 @@ def model_cost(cfg: Config, slug: str, cache: Path | None) -> ModelCost | None:
     entry = cfg.model(slug)
     if not get_spec(entry.adapter).neural:
         return None
-    cached = cache / "profile" / f"{slug}.parquet" if cache is not None else None
+    cached = None
+    if cache is not None:
+        from ptmeval.plan import Plan
+
+        cached = Path(Plan(cfg, root=cache).path("profile", "profile", {"model": slug}))
     prof = pd.read_parquet(cached).iloc[0] if cached is not None and cached.exists() else None
     if prof is not None and "flops_forward_per_sample" in prof:  # not a failure record
         return ModelCost(

@@ -60,9 +60,12 @@ def upstream_failure(inputs: Iterable[str | Path]) -> dict[str, Any] | None:
 
 
 def _job_name(outputs: dict[str, str]) -> str:
+    """'model/task/…': the identity of the job that writes these outputs, which live at
+    results/<stage>/<identity…>/<settings key>/<file> (ptmeval.plan; not imported here, so that
+    a change to the plan does not change every stage's code version)."""
     first = Path(next(iter(outputs.values())))
     parts = first.parts
-    return "/".join(parts[2:-1]) if len(parts) > 3 else first.stem
+    return "/".join(parts[2:-2]) if len(parts) > 4 else first.stem
 
 
 def write_failure(
@@ -121,12 +124,15 @@ def run_as_finding(snakemake: Any, stage: str, model: str, body: Callable[[], No
         write_failure(outputs, model, stage, stage, reason.splitlines()[0] if reason else stage)
 
 
-def retry_failed(results_dir: str | Path = "results", remove: bool = True) -> list[str]:
+def retry_failed(
+    results_dir: str | Path = "results", remove: bool = True, wanted: set[str] | None = None
+) -> list[str]:
     """The outputs that failure records stand in for, to be computed again by this run (the
     caller asks for them as targets: Snakemake does not rerun a job only because an output is
     missing). With `remove`, the records themselves are removed first (a dry run only lists
-    them). An index entry whose output exists and is no longer a failure record (the job
-    succeeded since) is dropped."""
+    them). With `wanted` (the outputs of this run's jobs), the records of other runs' jobs are
+    left alone: they are retried when their own run comes back. An index entry whose output
+    exists and is no longer a failure record (the job succeeded since) is dropped."""
     import shutil
 
     root = Path(results_dir)
@@ -138,6 +144,8 @@ def retry_failed(results_dir: str | Path = "results", remove: bool = True) -> li
         target = root / entry.relative_to(index).with_suffix("")
         if target.exists() and _failure_of(target) is None:
             entry.unlink()  # recomputed since: no longer a failure record
+            continue
+        if wanted is not None and str(target) not in wanted:
             continue
         if remove and target.is_dir():
             shutil.rmtree(target)

@@ -633,14 +633,15 @@ FROZEN_COLUMNS = [
 
 def read_subsets(paths: list[str] | list[Path]) -> dict[tuple[float, int], pd.DataFrame]:
     """The training subsets by (fraction, seed), read from their paths
-    ``results/subsample/{task}/{fraction}/{seed}/train.parquet`` (only ``row_id`` is read)."""
+    ``results/subsample/{task}/{fraction}/{seed}/{key}/train.parquet`` (only ``row_id`` is
+    read)."""
     out: dict[tuple[float, int], pd.DataFrame] = {}
     for path in map(Path, paths):
         try:
-            key = (float(path.parent.parent.name), int(path.parent.name))
-        except ValueError:
+            key = (float(path.parents[2].name), int(path.parents[1].name))
+        except (ValueError, IndexError):
             raise ValueError(
-                f"'{path}' is not a subset path .../{{fraction}}/{{seed}}/train.parquet"
+                f"'{path}' is not a subset path .../{{fraction}}/{{seed}}/{{key}}/train.parquet"
             ) from None
         out[key] = read_table(path, columns=["row_id"])
     return out

@@ -259,18 +259,6 @@ def runtime_job_wildcards(cfg: Config, model: str) -> dict[str, str] | None:
     return export_job_wildcards(cfg, model, task.slug)
 
 
-def runtime_inputs(cfg: Config, model: str) -> dict[str, str]:
-    """Inputs of a model's runtime job: a neural model's snapshot; a classical model's fitted
-    state (`runtime_job_wildcards`) and its task's data, whose test texts it predicts."""
-    chosen = runtime_job_wildcards(cfg, model)
-    if chosen is None:
-        return {"model": f"results/download/{model}/snapshot"}
-    return {
-        "model": "results/finetune/{model}/{task}/{fraction}/{seed}/{init}/model".format(**chosen),
-        "data": f"results/tasks/{chosen['task']}/data.parquet",
-    }
-
-
 def runtime_settings(cfg: Config, model: str) -> dict[str, Any]:
     """Profile settings of one model; linear probes and classical models get no
     training-step measurement (a classical model's fit is in its fine-tune cost)."""
@@ -351,31 +339,6 @@ def estimate_params(cfg: Config) -> dict[str, Any]:
     return data
 
 
-def benchmark_files(cfg: Config) -> list[str]:
-    """The Snakemake benchmark file of every heavy job (their wall times feed the report)."""
-    files = [f"results/benchmarks/download_model/{m}.tsv" for m in neural_models(cfg)]
-    files += [f"results/benchmarks/profile_model/{m}.tsv" for m in neural_models(cfg)]
-    files += [f"results/benchmarks/measure_runtime/{m.slug}.tsv" for m in cfg.models]
-    files += [
-        "results/benchmarks/select_hparams/{model}/{task}/{init}.tsv".format(**t)
-        for t in tune_targets(cfg)
-    ]
-    for job in finetune_targets(cfg):
-        path = "{model}/{task}/{fraction}/{seed}/{init}".format(**job)
-        files += [
-            f"results/benchmarks/finetune/{path}.tsv",
-            f"results/benchmarks/evaluate/{path}.tsv",
-        ]
-    files += [
-        f"results/benchmarks/export_check/{e['model']}/{e['task']}.tsv" for e in export_targets(cfg)
-    ]
-    files += [
-        f"results/benchmarks/extract_features/{f['model']}/{f['task']}/{f['init']}.tsv"
-        for f in feature_targets(cfg)
-    ]
-    return files
-
-
 def feature_targets(cfg: Config) -> list[dict[str, str]]:
     """Feature-extraction jobs: every init of a linear-probe model, and the pretrained init of
     every model with transfer scores."""
@@ -389,23 +352,26 @@ def feature_targets(cfg: Config) -> list[dict[str, str]]:
     return [{"model": m, "task": t, "init": i} for m, t, i in sorted(out)]
 
 
-def snapshot_mb(model: str, root: str | Path = "results") -> float:
+def snapshot_mb(folder: str | Path) -> float:
     """Size of a downloaded snapshot in MB (0 before the download)."""
-    folder = Path(root) / "download" / model / "snapshot"
+    folder = Path(folder)
     if not folder.is_dir():
         return 0.0
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
-def finetune_mem_mb(cfg: Config, model: str, attempt: int = 1) -> int:
+def finetune_mem_mb(
+    cfg: Config, model: str, attempt: int = 1, snapshot: str | Path | None = None
+) -> int:
     """Memory a fine-tune job asks the scheduler for: the Python/torch baseline plus weights,
     gradients and AdamW's two moments (4× the fp32 weights) plus activations, scaled by the
-    attempt number so that a job killed for memory is retried with more. A model without
-    neural weights (TF-IDF) asks for the baseline only."""
+    attempt number so that a job killed for memory is retried with more. `snapshot` is the
+    model's downloaded snapshot (500 MB assumed before it exists). A model without neural
+    weights (TF-IDF) asks for the baseline only."""
     entry = cfg.model(model)
     if not get_spec(entry.adapter).neural:
         return 2000 * max(1, attempt)
-    weights = snapshot_mb(model) or 500.0
+    weights = (snapshot_mb(snapshot) if snapshot is not None else 0.0) or 500.0
     factor = 5.0 if entry.method == "full" else 1.5
     return int((2000 + factor * weights) * max(1, attempt))
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import REPO, SNAKEMAKE, run_snakemake
+from tests.conftest import REPO, SNAKEMAKE, job_file, run_snakemake
 from tests.e2e.conftest import one_seed_config
 from tests.system import alive, children
 
@@ -137,14 +137,12 @@ def test_truncated_cache_file_is_named_and_recomputed_with_its_dependants(tmp_pa
 
     work = tmp_path / "copy"
     shutil.copytree(e2e_workdir, work, symlinks=True)
-    victim = work / "results/subsample/digits/1/0/train.parquet"
+    victim = job_file(work, "subsample/digits/1/0", "train.parquet")
+    name = str(victim.relative_to(work))  # results/subsample/digits/1/0/<key>/train.parquet
     victim.write_bytes(victim.read_bytes()[:100])
     result = run_snakemake("--cores", "2", "--configfile", str(CONFIG), cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (
-        "'results/subsample/digits/1/0/train.parquet' is damaged (truncated?); moved to"
-        in result.stderr
-    )
+    assert f"'{name}' is damaged (truncated?); moved to" in result.stderr
     from tests.conftest import job_stats
 
     stats = job_stats(result.stderr + result.stdout)
@@ -154,7 +152,5 @@ def test_truncated_cache_file_is_named_and_recomputed_with_its_dependants(tmp_pa
     assert stats["subsample"] == 1 and stats["select_hparams"] == 1
     assert stats["finetune"] == 4 and stats["evaluate"] == 4 and stats["transfer_scores"] == 1
     assert "download_model" not in stats and "prepare_task" not in stats
-    assert (
-        work / "results/.damaged/subsample/digits/1/0/train.parquet"
-    ).exists()  # kept, not deleted
+    assert (work / name.replace("results/", "results/.damaged/")).exists()  # kept, not deleted
     pq.read_table(victim)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import job_stats, run_snakemake
+from tests.conftest import job_log, job_stats, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ def test_one_broken_model_is_a_finding_and_the_report_completes(tmp_path):
     paragraph = html[html.index('id="recommendation"') :].split("</p>")[0]
     assert "broken (download_model failed:" in paragraph and "On bbc-news" in paragraph
     assert 'id="failures"' in html
-    log = (work / "logs" / "download_model" / "broken.log").read_text()
+    log = job_log(work, "download_model/broken").read_text()
     assert "no config.json" in log
 
     good = {
@@ -112,3 +112,39 @@ def test_one_broken_model_is_a_finding_and_the_report_completes(tmp_path):
     back = run_snakemake("--cores", "2", "--configfile", str(cfg), cwd=work)
     assert back.returncode == 0, back.stderr[-3000:]  # (it tries the broken model once more)
     assert len(shared) > 20 and all(p.stat().st_mtime_ns == t for p, t in shared.items())
+
+    # A third run, the same slugs with another setting of one model (tfidf-b's n-grams): only
+    # that model's jobs run, into folders of their own (a new settings key), nothing of the
+    # others is overwritten; switching back to the second run then recomputes nothing at all.
+    tuned = yaml.safe_load(other.read_text())
+    tuned["run_name"] = "tuned"
+    tuned["models"][1]["options"] = {"ngram_max": 2}
+    tuned_cfg = tmp_path / "tuned.yaml"
+    tuned_cfg.write_text(yaml.safe_dump(tuned))
+    before = {
+        p: p.stat().st_mtime_ns
+        for p in [*(work / "results").rglob("*.parquet"), *(work / "reports").rglob("*.html")]
+        if ".failed" not in p.parts
+    }
+    changed = run_snakemake("--cores", "2", "--configfile", str(tuned_cfg), cwd=work)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    ran = job_stats(changed.stderr + changed.stdout)
+    ran.pop("all", None)
+    assert ran == {
+        "select_hparams": 1,
+        "finetune": 2,
+        "evaluate": 2,
+        "measure_runtime": 1,
+        "estimate_cost": 1,
+        "aggregate": 1,
+        "render_report": 1,
+    }, ran
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())
+    fits = work / "results" / "finetune"
+    assert len(list((fits / "tfidf-b/bbc-news/1/0/scratch").iterdir())) == 2  # both settings
+    assert len(list((fits / "tfidf-a/bbc-news/1/0/scratch").iterdir())) == 1  # shared
+    switched = run_snakemake("--cores", "2", "--configfile", str(other), cwd=work)
+    assert switched.returncode == 0, switched.stderr[-3000:]
+    assert job_stats(switched.stderr + switched.stdout) == {}, switched.stderr[-3000:]
+    assert "Nothing to be done" in switched.stderr + switched.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())

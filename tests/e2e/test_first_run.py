@@ -11,7 +11,7 @@ import pytest
 from ptmeval.cli import main
 from ptmeval.config import TaskEntry
 from ptmeval.tasks import load_source
-from tests.conftest import REPO, job_stats, run_snakemake
+from tests.conftest import REPO, job_file, job_stats, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_the_run_ends_in_a_report(first_run):
     failures = pd.read_parquet(work / "results" / "aggregate" / "first-run" / "failures.parquet")
     assert failures.empty, failures
     # the labels are the CSV's topic names, five classes, and the models learnt them
-    tasks = pd.read_parquet(work / "results" / "tasks" / "my-texts" / "summary.parquet")
+    tasks = pd.read_parquet(job_file(work, "tasks/my-texts", "summary.parquet"))
     assert len(tasks) > 0
     best = results[(results["metric"] == "accuracy") & (results["fraction"] == 1.0)]
     assert best.groupby("model")["value"].mean().min() > 0.5, best

@@ -286,10 +286,10 @@ class Canceller(threading.Thread):
         """The CANCEL_LOGS fine-tune whose rule log (logs/finetune/<wildcards>.log) shows it
         training and whose history is not written yet; '' if none."""
         for wildcards in CANCEL_LOGS:
-            log = self.work / "logs" / "finetune" / f"{wildcards}.log"
-            done = self.work / "results" / "finetune" / wildcards / "history.parquet"
+            logs = list((self.work / "logs" / "finetune" / wildcards).glob("*.log"))
+            done = list((self.work / "results" / "finetune" / wildcards).glob("*/history.parquet"))
             try:
-                if CANCEL_WHEN_LOGGED in log.read_text() and not done.exists():
+                if logs and CANCEL_WHEN_LOGGED in logs[0].read_text() and not done:
                     return wildcards
             except OSError:
                 continue

@@ -4,6 +4,8 @@ The packaged GGUF decoder's count is checked against the loaded model in test_ad
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from transformers import BertConfig, BertModel, GPT2Config, LlamaConfig, LlamaForCausalLM
@@ -89,3 +91,25 @@ def test_a_hub_model_not_downloaded_yet_is_left_out_with_a_note(monkeypatch, cap
     assert table.loc["finetune", "jobs"] == n_jobs  # the baseline's only
     assert table.loc["measure_runtime", "jobs"] == 1  # the baseline's, on its fitted state
     assert table["basis"].str.endswith("without bert (architecture not readable yet)").all()
+
+
+def test_a_cached_profile_under_this_config_s_settings_key_is_used(default_config, tmp_path):
+    """`ptmeval estimate --cache results` reads the profile table the workflow wrote for the
+    same settings (ptmeval.plan's path); a profile made under other settings is not used."""
+    import pandas as pd
+
+    from ptmeval.plan import Plan
+
+    analytical = model_cost(default_config, "minilm-l6", tmp_path)
+    assert analytical.basis == "analytical"
+    path = Plan(default_config, root=tmp_path).path("profile", "profile", {"model": "minilm-l6"})
+    other = tmp_path / "profile" / "minilm-l6" / "0123abcd" / "profile.parquet"
+    profile = pd.DataFrame({"flops_forward_per_sample": [1.5e9], "params_total": [22_700_000]})
+    other.parent.mkdir(parents=True)
+    profile.to_parquet(other)
+    assert model_cost(default_config, "minilm-l6", tmp_path).basis == "analytical"
+    Path(path).parent.mkdir(parents=True)
+    profile.to_parquet(path)
+    measured = model_cost(default_config, "minilm-l6", tmp_path)
+    assert measured.basis == "measured (profile cache)"
+    assert measured.forward == 1.5e9 and measured.train == 4.5e9

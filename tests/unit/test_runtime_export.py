@@ -15,8 +15,9 @@ from ptmeval.adapters import get_adapter
 from ptmeval.config import FinetuneSettings, load_config, package_root
 from ptmeval.export import check_module
 from ptmeval.jobs import ModelJob
+from ptmeval.plan import Plan
 from ptmeval.runtime import measure_runtime
-from ptmeval.workflow import model_job, runtime_inputs, runtime_settings
+from ptmeval.workflow import model_job, runtime_settings
 from tests.conftest import REPO
 
 TFIDF_JOB = ModelJob(model="tfidf", adapter="tfidf-logreg").model_dump(mode="json")
@@ -84,11 +85,19 @@ def fitted_tfidf(tmp_path_factory):
 def test_tfidf_runtime_reads_the_largest_first_seed_fit_of_its_first_task():
     data = yaml.safe_load((REPO / "tests" / "e2e" / "config.yaml").read_text())
     cfg = load_config(data, REPO)
-    assert runtime_inputs(cfg, "tfidf-logreg") == {
-        "model": "results/finetune/tfidf-logreg/bbc-news/1/0/scratch/model",
-        "data": "results/tasks/bbc-news/data.parquet",
+    plan = Plan(cfg)
+    fitted = {"model": "tfidf-logreg", "task": "bbc-news", "fraction": "1", "seed": "0"}
+    fitted["init"] = "scratch"
+    assert plan.inputs("runtime", {"model": "tfidf-logreg"}) == {
+        "model": plan.path("finetune", "model", fitted),
+        "data": plan.path("tasks", "data", {"task": "bbc-news"}),
     }
-    assert runtime_inputs(cfg, "minilm-l6") == {"model": "results/download/minilm-l6/snapshot"}
+    assert plan.path("finetune", "model", fitted).startswith(
+        "results/finetune/tfidf-logreg/bbc-news/1/0/scratch/"
+    )
+    assert plan.inputs("runtime", {"model": "minilm-l6"}) == {
+        "model": plan.path("download", "snapshot", {"model": "minilm-l6"})
+    }
     settings = runtime_settings(cfg, "tfidf-logreg")
     assert settings["train_batch_sizes"] == [] and settings["max_cv"] == 0.25
     # the inference settings of the neural models are not its params: changing them does not

@@ -320,7 +320,7 @@ def test_read_subsets_keys_by_fraction_and_seed(tmp_path):
 
     paths = []
     for fraction, seed in (("0.125", 0), ("1", 2)):
-        path = tmp_path / "subsample" / "t" / fraction / str(seed) / "train.parquet"
+        path = tmp_path / "subsample" / "t" / fraction / str(seed) / "0123abcd" / "train.parquet"
         write_table(pd.DataFrame({"row_id": [1, 2], "label": [0, 1]}), path)
         paths.append(path)
     subsets = read_subsets(paths)

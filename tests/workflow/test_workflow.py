@@ -134,11 +134,11 @@ def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
 
 
 def test_a_dry_run_names_a_damaged_table_but_moves_nothing(tmp_path):
-    damaged = tmp_path / "results" / "tasks" / "bbc-news" / "data.parquet"
+    damaged = tmp_path / "results" / "tasks" / "bbc-news" / "0123abcd" / "data.parquet"
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"PAR1 cut short")
     result = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "'results/tasks/bbc-news/data.parquet' is damaged" in result.stderr
+    assert "'results/tasks/bbc-news/0123abcd/data.parquet' is damaged" in result.stderr
     assert "will be moved aside and recomputed by a real run" in result.stderr
     assert damaged.exists() and not (tmp_path / "results" / ".damaged").exists()

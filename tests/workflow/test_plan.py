@@ -1,0 +1,105 @@
+"""The plan's settings keys (ptmeval.plan): a job's key changes exactly when a setting reaches it
+or a job whose output it reads, so that two configs with the same slugs keep their results side
+by side and a change reruns only what it touches (the real-Snakemake side of this is in
+tests/e2e/test_findings.py)."""
+
+import re
+
+import pytest
+
+from ptmeval.config import load_config
+from ptmeval.findings import _job_name
+from ptmeval.plan import IDENTITY, KEY_PATTERN, RULE, Plan, pattern
+from tests.conftest import REPO
+from tests.workflow.test_settings_reach import CLASSICAL, EXPECTED, IMAGE_PROBES, TEXT_PROBES
+from tests.workflow.test_settings_reach import default as default_config
+
+PROBES = TEXT_PROBES | IMAGE_PROBES | CLASSICAL
+
+
+def keys(data) -> dict[tuple[str, str, tuple[str, ...]], str]:
+    """Every job's key: (rule, model, identity) -> key."""
+    plan = Plan(load_config(data, REPO))
+    return {
+        (RULE[stage], ids.get("model", ""), tuple(ids.values())): plan.key(stage, ids)
+        for stage in IDENTITY
+        for ids in plan.jobs(stage)
+    }
+
+
+def readers(rule: str, model: str) -> set[str]:
+    """The rules of a model whose jobs read an output of `rule` (the data flow, written out)."""
+    if rule == "finetune":
+        return {"evaluate", "export_check"} | ({"measure_runtime"} if model in CLASSICAL else set())
+    if rule == "select_hparams":
+        return {"finetune"}
+    if rule == "extract_features":
+        return {"transfer_scores"} | ({"select_hparams", "finetune"} if model in PROBES else set())
+    return set()
+
+
+def test_keys_are_short_hashes_stable_across_plans():
+    first, second = keys(default_config()), keys(default_config())
+    assert first == second
+    assert all(re.fullmatch(KEY_PATTERN, key) for key in first.values())
+    # every (rule, identity) has its own key: no two jobs share a folder
+    assert len(set(first.items())) == len(first)
+
+
+@pytest.mark.parametrize("setting", sorted(EXPECTED))
+def test_a_setting_changes_the_keys_of_the_jobs_it_reaches_and_of_their_readers(setting):
+    value, models, rules = EXPECTED[setting]
+    before = keys(default_config())
+    data = default_config()
+    data["finetune"][setting] = value
+    after = keys(data)
+    assert before.keys() == after.keys()
+    changed = {
+        (rule, model)
+        for (rule, model, ids), key in before.items()
+        if after[rule, model, ids] != key
+    }
+    have = {(rule, model) for rule, model, _ in before}
+    expected = {(rule, model) for rule in rules for model in models} & have
+    while True:  # and every job that reads one of theirs
+        more = {(r, m) for rule, m in expected for r in readers(rule, m)} & have
+        if more <= expected:
+            break
+        expected |= more
+    assert changed == expected, (sorted(changed - expected), sorted(expected - changed))
+
+
+def test_a_task_setting_changes_that_task_s_jobs_only():
+    before = keys(default_config())
+    data = default_config()
+    task = data["tasks"][0]
+    task["test_size"] = task.get("test_size", 100) + 1
+    after = keys(data)
+    changed = {job for job, key in before.items() if after[job] != key}
+    slug = task["slug"]
+    # every job on that task, and the runtime of a classical model fitted on it
+    on_task = {job for job in before if slug in job[2]}
+    assert on_task and on_task <= changed
+    assert {job[0] for job in changed - on_task} <= {"measure_runtime"}
+    assert not any(job[0] in ("download_model", "profile_model") for job in changed)
+
+
+def test_more_seeds_keep_the_keys_of_the_jobs_already_planned():
+    before = keys(default_config())
+    data = default_config()
+    data["subsample"]["seeds"] = [*data["subsample"]["seeds"], 99]
+    after = keys(data)
+    assert before.keys() < after.keys()
+    changed = {job[0] for job, key in before.items() if after[job] != key}
+    assert changed == {"transfer_scores"}  # its frozen probes are fitted on every subset
+
+
+def test_paths_follow_the_rule_patterns():
+    plan = Plan(load_config(default_config(), REPO))
+    ids = plan.jobs("finetune")[0]
+    path = plan.path("finetune", "history", ids)
+    assert path == pattern("finetune", "history").format(**ids, key=plan.key("finetune", ids))
+    # a failure record names the job by its identity, without the key
+    assert _job_name({"history": path}) == "/".join(ids.values())
+    snapshot = plan.path("download", "snapshot", {"model": ids["model"]})
+    assert _job_name({"snapshot": snapshot}) == ids["model"]
