@@ -10,6 +10,7 @@ from ptmeval.errors import ConfigError
 from ptmeval.findings import retry_failed
 from ptmeval._cache import awaiting_recompute, changes_nothing, quarantine_damaged
 from ptmeval.plan import (
+    AGGREGATE_TABLES,
     KEY_PATTERN,
     Plan,
     benchmark_pattern,
@@ -78,46 +79,7 @@ if _RETRIED:
 
 REPORT = f"reports/{CFG.run_name}/index.html"
 TEMPLATE = str(PACKAGE_DIR / "templates" / "report.html.j2")
-AGGREGATES = [
-    "results",
-    "learning_curve",
-    "history",
-    "finetune_cost",
-    "profile",
-    "manifest",
-    "tasks",
-    "runtime",
-    "accessibility",
-    "export",
-    "deployment",
-    "compatibility",
-    "structure",
-    "fits",
-    "curve_band",
-    "data_needed",
-    "transfer_gain",
-    "effective_data",
-    "process",
-    "difficulty",
-    "pairwise",
-    "ranks",
-    "transfer",
-    "transfer_prediction",
-    "task_similarity",
-    "prediction_points",
-    "prediction_cost",
-    "reuse",
-    "scorecard",
-    "scorecard_parts",
-    "decision",
-    "failures",
-    "machines",
-    "stage_times",
-    "pareto",
-    "similarity_vs_gain",
-    "protocol_check",
-    "tuning",
-]
+AGGREGATES = AGGREGATE_TABLES  # the report's tables, one file each (ptmeval.plan)
 
 
 wildcard_constraints:

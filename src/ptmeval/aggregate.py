@@ -657,6 +657,14 @@ def aggregate(
     tables["failures"] = failure_summary(failed)
     tables["machines"] = machines(path for group in inputs for path in group)
     tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
+    from ptmeval.plan import AGGREGATE_TABLES
+
+    if set(tables) != set(AGGREGATE_TABLES):  # the rule's outputs are declared from that list
+        raise RuntimeError(
+            "aggregate tables differ from ptmeval.plan.AGGREGATE_TABLES: "
+            f"made but not declared {sorted(set(tables) - set(AGGREGATE_TABLES))}, "
+            f"declared but not made {sorted(set(AGGREGATE_TABLES) - set(tables))}"
+        )
     return tables
 
 

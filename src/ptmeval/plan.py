@@ -88,6 +88,49 @@ FILES: dict[str, dict[str, str]] = {
     "runtime": {"runtime": "runtime.parquet"},
 }
 
+# The run's aggregate tables (results/aggregate/<run_name>/<name>.parquet), as ptmeval.aggregate
+# returns them (it checks that it produced exactly these).
+AGGREGATE_TABLES = (
+    "results",
+    "learning_curve",
+    "history",
+    "finetune_cost",
+    "profile",
+    "manifest",
+    "tasks",
+    "runtime",
+    "accessibility",
+    "export",
+    "deployment",
+    "compatibility",
+    "structure",
+    "fits",
+    "curve_band",
+    "data_needed",
+    "transfer_gain",
+    "effective_data",
+    "process",
+    "difficulty",
+    "pairwise",
+    "ranks",
+    "transfer",
+    "transfer_prediction",
+    "task_similarity",
+    "prediction_points",
+    "prediction_cost",
+    "reuse",
+    "scorecard",
+    "scorecard_parts",
+    "decision",
+    "failures",
+    "machines",
+    "stage_times",
+    "pareto",
+    "similarity_vs_gain",
+    "protocol_check",
+    "tuning",
+)
+
 Ref = tuple[str, dict[str, str], str]  # (stage, identity, output name)
 Upstream = dict[str, Ref | list[Ref]]
 
