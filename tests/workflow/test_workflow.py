@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ptmeval.config import load_config
+from ptmeval.estimate import estimate
+from ptmeval.plan import IDENTITY, RULE, Plan
 from tests.conftest import REPO, job_stats, run_snakemake
 
 BIN = Path(sys.executable).parent
@@ -42,6 +45,10 @@ def test_dry_run_default_config(tmp_path):
         and stats["select_hparams"] == 2 * 5 + 4
         and stats["measure_runtime"] == 7  # every model, the TF-IDF baseline too
     )
+    # the jobs Snakemake plans are the plan's (ptmeval.plan), and the estimate counts the same
+    cfg = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), REPO)
+    assert plan_counts(cfg) == {rule: n for rule, n in stats.items() if rule in RULE.values()}
+    assert plan_counts(cfg) == estimate_counts(cfg)
 
 
 def test_dry_run_e2e_config(tmp_path):
@@ -53,6 +60,19 @@ def test_dry_run_e2e_config(tmp_path):
     assert stats["finetune"] == 16 and stats["render_report"] == 1
     assert stats["select_hparams"] == 4  # minilm × 2 inits, tfidf, efficientnet-lite0
     assert stats["measure_runtime"] == 3  # minilm, tfidf, efficientnet-lite0
+    cfg = load_config(yaml.safe_load((REPO / "tests/e2e/config.yaml").read_text()), REPO)
+    assert plan_counts(cfg) == {rule: n for rule, n in stats.items() if rule in RULE.values()}
+    assert plan_counts(cfg) == estimate_counts(cfg)
+
+
+def plan_counts(cfg) -> dict[str, int]:
+    plan = Plan(cfg)
+    return {RULE[stage]: len(plan.jobs(stage)) for stage in IDENTITY if plan.jobs(stage)}
+
+
+def estimate_counts(cfg) -> dict[str, int]:
+    table = estimate(cfg, cache=None, peak=1e11, cores=2).set_index("stage")["jobs"]
+    return {rule: int(n) for rule, n in table.items() if rule in RULE.values()}
 
 
 def test_job_announcements_carry_no_empty_shell_line(tmp_path):
