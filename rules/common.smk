@@ -122,9 +122,10 @@ def settings_key(stage):
         expected = PLAN.key(stage, identity(stage, wildcards))
         if wildcards.key != expected:
             raise ValueError(
-                f"ptmeval: '{stage}' job {identity(stage, wildcards)} has settings key "
-                f"{expected} under this config, not {wildcards.key}; ask for the report "
-                "(or `snakemake -n` lists the paths of this config)"
+                f"ptmeval: no '{stage}' job {identity(stage, wildcards)} with settings key "
+                f"{wildcards.key} under this config (its key here is {expected}): a path with "
+                "another key belongs to another config's settings; `snakemake -n` lists the "
+                "paths of this config's jobs"
             )
         return expected
 

@@ -162,3 +162,16 @@ def test_a_dry_run_names_a_damaged_table_but_moves_nothing(tmp_path):
     assert "'results/tasks/bbc-news/0123abcd/data.parquet' is damaged" in result.stderr
     assert "will be moved aside and recomputed by a real run" in result.stderr
     assert damaged.exists() and not (tmp_path / "results" / ".damaged").exists()
+
+
+def test_a_path_with_another_settings_key_is_refused_clearly(tmp_path):
+    """Asked for by hand, a job path whose settings key is not this config's names the job and
+    both keys instead of running the job under the wrong key."""
+    cfg = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), REPO)
+    key = Plan(cfg).key("profile", {"model": "minilm-l6"})
+    result = run_snakemake("-n", "results/profile/minilm-l6/00000000/profile.parquet", cwd=tmp_path)
+    assert result.returncode != 0
+    assert (
+        "no 'profile' job {'model': 'minilm-l6'} with settings key 00000000 under this config "
+        f"(its key here is {key})"
+    ) in result.stdout + result.stderr, result.stdout[-2000:]
