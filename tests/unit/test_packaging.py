@@ -2,6 +2,7 @@
 declared dependency of the package (or of one of its extras)."""
 
 import ast
+import os
 import re
 import sys
 import tomllib
@@ -77,3 +78,52 @@ def test_the_rules_conda_environment_matches_the_requirements():
     declared = [*project["dependencies"], *project["optional-dependencies"]["default-data"]]
     names = {normalise(re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0]) for d in declared}
     assert names - {"snakemake"} <= set(in_env), names - {"snakemake"} - set(in_env)
+
+
+def test_pip_install_gives_a_package_that_imports_without_the_checkout(tmp_path):
+    """`pip install .` (here into a target folder, the dependencies being this environment's)
+    builds a package that holds every module and its data (report templates, py.typed): each
+    module imports from the installed copy, run from outside the repository."""
+    import shutil
+    import subprocess
+
+    source = tmp_path / "source"  # a copy: the build writes build/ and *.egg-info beside it
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "src", source / "src", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    target = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+        + ["--disable-pip-version-check", "--target", str(target), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    modules = sorted(
+        ".".join(p.relative_to(REPO / "src").with_suffix("").parts).removesuffix(".__init__")
+        for p in (REPO / "src" / "ptmeval").rglob("*.py")
+        if p.name != "__main__.py"
+    )
+    script = (
+        "import importlib, pathlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    module = importlib.import_module(name)\n"
+        f"    assert module.__file__.startswith({str(target)!r}), module.__file__\n"
+        "import ptmeval\n"
+        "root = pathlib.Path(ptmeval.__file__).parent\n"
+        "assert (root / 'templates' / 'report.html.j2').is_file()\n"
+        "assert (root / 'py.typed').is_file()\n"
+        "print(len(sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
