@@ -400,8 +400,8 @@ def protocol_check(
 ) -> pd.DataFrame:
     """Is a full fine-tune below the same model's frozen features at the same training size?
 
-    Per model × task × fraction of the full fine-tunes from pretrained weights (``method ==
-    "full"``, ``init == "pretrained"``) that have a frozen-feature probe score (``frozen``: the
+    Per model × task × fraction of the fine-tunes from pretrained weights (``method`` full or
+    lora, ``init == "pretrained"``) that have a frozen-feature probe score (``frozen``: the
     long table of `ptmeval.transfer.frozen_probe_scores`, fitted on the same training subsets):
 
     * ``score``: the fine-tune's mean test ``metric`` over seeds (as in the learning curve);
@@ -423,7 +423,7 @@ def protocol_check(
     keys = ["model", "task", "init", "method", "fraction", "n_train"]
     tuned = results[
         (results["metric"] == metric)
-        & (results["method"] == "full")
+        & results["method"].isin(["full", "lora"])
         & (results["init"] == "pretrained")
     ]
     means = tuned.groupby(keys, as_index=False).agg(

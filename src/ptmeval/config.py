@@ -280,13 +280,32 @@ class FinetuneSettings(_Strict):
         return self
 
 
+class LoraSettings(_Strict):
+    """Low-rank adapters (LoRA, through Hugging Face PEFT) of a `method: lora` model: the base
+    stays frozen, rank-`r` updates of the target modules and the task head are trained."""
+
+    r: int = Field(8, ge=1, description="Rank of the low-rank update.")
+    alpha: int = Field(16, ge=1, description="Scaling: the update is multiplied by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] | None = Field(
+        None,
+        description="Names of the modules that get adapters; default: PEFT's for the model's "
+        "architecture (e.g. BERT/MiniLM query and value, Llama/SmolLM2 q_proj and v_proj).",
+    )
+
+
 class ModelEntry(_Strict):
     """One candidate model."""
 
     slug: str = Field(pattern=SLUG, description="Short name used in paths and tables.")
     adapter: str = Field(description="Adapter name: " + ", ".join(sorted(ADAPTERS)))
     source: ModelSource | None = Field(None, description="Where the pretrained weights come from.")
-    method: Literal["full", "linear_probe"] = Field("full", description="Adaptation method.")
+    method: Literal["full", "linear_probe", "lora"] = Field(
+        "full",
+        description="Adaptation method: full fine-tuning, a linear probe on frozen features, or "
+        "LoRA adapters (hf-text) with the task head trained fully.",
+    )
+    lora: LoraSettings | None = Field(None, description="LoRA settings (method lora only).")
     inits: list[Literal["pretrained", "scratch"]] | None = Field(
         None, description="Initialisations to fine-tune; default: all the adapter supports."
     )
@@ -330,6 +349,8 @@ class ModelEntry(_Strict):
                 f"method '{self.method}' is not supported by adapter '{self.adapter}' "
                 f"(supported: {', '.join(spec.methods)})"
             )
+        if self.lora is not None and self.method != "lora":
+            raise ValueError(f"'lora' settings are for method lora, not '{self.method}'")
         for init in self.inits or ():
             if init not in spec.inits:
                 raise ValueError(
@@ -600,10 +621,15 @@ class Config(_Strict):
                 seen.add(entry.slug)
         for entry in self.models:  # settings that span keys, once the overrides are merged
             try:
-                self.finetune_settings(entry.slug)
+                settings = self.finetune_settings(entry.slug)
             except ValidationError as err:
                 first = err.errors()[0]["msg"].removeprefix("Value error, ")
                 raise ValueError(f"models '{entry.slug}'.finetune: {first}") from None
+            if entry.method == "lora" and settings.engine == "deepspeed":
+                raise ValueError(
+                    f"models '{entry.slug}': method lora runs on the plain PyTorch path; "
+                    "engine deepspeed is for full fine-tuning"
+                )
         return self
 
     # ------------------------------------------------------------ derived

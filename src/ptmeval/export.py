@@ -60,7 +60,7 @@ def build_model(job: FinetuneJob, snapshot: Path, model_dir: Path, labels: int) 
     """(torch module mapping the input tensors to logits, the LoadedModel) of a fine-tuned job."""
     import torch
 
-    if job.method == "full":
+    if job.method in ("full", "lora"):  # a LoRA fine-tune's weights are saved merged
         loaded = load_finetuned(job, snapshot, model_dir, labels)
         loaded.model.eval()
         return _LogitsModule(loaded), loaded

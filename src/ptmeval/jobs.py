@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ptmeval.config import FinetuneSettings
+from ptmeval.config import FinetuneSettings, LoraSettings
 
 
 class ModelJob(BaseModel):
@@ -16,10 +16,11 @@ class ModelJob(BaseModel):
 
     model: str
     adapter: str
-    method: Literal["full", "linear_probe"] = "full"
+    method: Literal["full", "linear_probe", "lora"] = "full"
     options: dict[str, Any] = {}
     trust_remote_code: bool = False
     finetune: FinetuneSettings = FinetuneSettings()
+    lora: LoraSettings | None = None  # method lora: its settings (defaults when not given)
 
 
 class FinetuneJob(ModelJob):

@@ -347,6 +347,10 @@ def profile_model(
     for key in ("layers", "hidden_size", "vocab_size", "source_classes"):
         if key in row:
             row[key] = int(row[key])
+    if job.method == "lora":  # last: the adapters are added to the loaded model in place
+        from ptmeval.training.lora import trainable_parameters
+
+        row["params_trainable"] = row["params_trainable_lora"] = trainable_parameters(loaded, job)
     log.info("profile %s: %s", job.model, row)
     return pd.DataFrame([row])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ptmeval.adapters import get_spec
 from ptmeval.compute import gpu_requested
-from ptmeval.config import Config, FinetuneSettings, fraction_slug
+from ptmeval.config import Config, FinetuneSettings, LoraSettings, fraction_slug
 from ptmeval.jobs import FinetuneJob, ModelJob
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -266,6 +266,8 @@ def runtime_settings(cfg: Config, model: str) -> dict[str, Any]:
     settings.pop("export_tasks")
     entry = cfg.model(model)
     if entry.method != "full" or not get_spec(entry.adapter).neural:
+        # a probe's or a LoRA model's training step is in its fine-tune's history (wall time
+        # per step), not measured here
         settings["train_batch_sizes"] = []
     settings["init"] = "pretrained" if has_pretrained(cfg, model) else "scratch"
     return settings
@@ -293,6 +295,7 @@ def model_job(
         options=entry.options,
         trust_remote_code=entry.trust_remote_code,
         finetune=settings,
+        lora=(entry.lora or LoraSettings()) if entry.method == "lora" else None,
     )
     return job.model_dump(mode="json")
 
@@ -372,7 +375,9 @@ def finetune_mem_mb(
     if not get_spec(entry.adapter).neural:
         return 2000 * max(1, attempt)
     weights = (snapshot_mb(snapshot) if snapshot is not None else 0.0) or 500.0
-    factor = 5.0 if entry.method == "full" else 1.5
+    # full: weights, gradients, AdamW's moments; LoRA: the frozen weights, activations for the
+    # backward pass, the adapters' few states; a probe: inference
+    factor = {"full": 5.0, "lora": 2.5}.get(entry.method, 1.5)
     return int((2000 + factor * weights) * max(1, attempt))
 
 
@@ -386,7 +391,7 @@ def gpus_for(cfg: Config, model: str, stage: str = "finetune") -> int:
     if not get_spec(entry.adapter).neural:
         return 0
     if stage == "finetune":
-        if entry.method != "full":
+        if entry.method not in ("full", "lora"):
             return 0
         if settings.engine == "deepspeed":
             return settings.gpus_per_job if settings.use_gpus else 0

@@ -48,7 +48,7 @@ register(
         name="hf-text",
         modality="text",
         module="ptmeval.adapters.hf_text",
-        methods=("full", "linear_probe"),
+        methods=("full", "linear_probe", "lora"),
         inits=("pretrained", "scratch"),
         needs_source=True,
         # feature pooling over the real tokens, for probes and transferability scores

@@ -1,6 +1,7 @@
 """Full fine-tuning on the plain PyTorch path: every weight trained with AdamW and a linear
 warm-up/decay schedule over the step budget, under the loop's protocol (ptmeval.training.loop);
-resumable from a checkpoint after a kill (ptmeval.checkpoint)."""
+resumable from a checkpoint after a kill (ptmeval.checkpoint). `method: lora` trains on the same
+path, its base frozen and LoRA adapters added (ptmeval.training.lora)."""
 
 from __future__ import annotations
 
@@ -162,7 +163,12 @@ def finetune_full(
     set_threads(threads)
     seed_everything(job.seed)
     settings = job.finetune
-    loaded = placed(job, load_for_task(job, snapshot, num_labels(data), job.init))
+    loaded = load_for_task(job, snapshot, num_labels(data), job.init)
+    if job.method == "lora":  # the base frozen, adapters and head trained (PEFT)
+        from ptmeval.training.lora import apply_lora
+
+        loaded = apply_lora(loaded, job)
+    loaded = placed(job, loaded)
     col = input_column(data)
     items = train[col].tolist()
     targets = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
@@ -242,6 +248,13 @@ def finetune_full(
         progress.best_step,
     )
     test_probs = predict_probs(loaded, test_items or [], settings.eval_batch_size)
+    if job.method == "lora":
+        from ptmeval.training.lora import merge, save_adapter
+
+        task_bytes = save_adapter(loaded, out)  # what one more task costs to store
+        loaded = merge(loaded)  # what later stages read: a plain model, as a full fine-tune's
+    else:
+        task_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
     if keep_weights:
         save_model(loaded.model.cpu(), str(out / WEIGHTS_FILE))
     else:
@@ -251,4 +264,5 @@ def finetune_full(
     history = pd.DataFrame(progress.rows)
     for key, value in loaded.placement.columns().items():
         history[key] = value
+    history["task_bytes"] = task_bytes  # stored per extra task: the weights, or the adapter
     return history, test_probs

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def grid_of(job: FinetuneJob) -> tuple[str, list[float], bool]:
     """(hyperparameter name, values to try, whether they are a selection) of a job."""
     s = job.finetune
-    if get_spec(job.adapter).neural and job.method == "full":
+    if get_spec(job.adapter).neural and job.method in ("full", "lora"):
         return ("lr", [s.lr], False) if s.lr is not None else ("lr", list(s.lr_grid), True)
     fixed = s.probe_c if s.probe_c is not None else job.options.get("c")
     if fixed is not None:
