@@ -46,6 +46,13 @@ __all__ = [
 ]
 
 
+def stored_bytes(weights: Path) -> int:
+    """Bytes of the tensors in a safetensors file: what a fully fine-tuned task stores."""
+    from safetensors.torch import load_file
+
+    return sum(t.numel() * t.element_size() for t in load_file(str(weights)).values())
+
+
 def finetune(
     job: FinetuneJob,
     data: pd.DataFrame,
@@ -99,6 +106,7 @@ def finetune(
         # DeepSpeed's workers train in fp32, on GPUs with use_gpus (ptmeval.training.ds_engine)
         history["device"] = "cuda" if job.finetune.use_gpus else "cpu"
         history["precision"] = "fp32"
+        history["task_bytes"] = stored_bytes(out / WEIGHTS_FILE)  # as the plain path's
         probs = saved_model_probs(job, data, test, out, snapshot, threads)
         if not keep_weights:
             (out / WEIGHTS_FILE).unlink()
