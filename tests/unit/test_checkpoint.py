@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +95,25 @@ def reference_run(tmp_path, job: FinetuneJob) -> tuple[Any, Any, pd.DataFrame, n
     return data, subset, reference, reference_probs
 
 
+def kill_once_checkpointed(
+    child: subprocess.Popen, ckpt: Path, ready: Callable[[dict[str, Any]], bool]
+) -> None:
+    """SIGKILL the fine-tune `child` as soon as its checkpoint's progress is `ready`."""
+    deadline = time.time() + 300
+    while time.time() < deadline and child.poll() is None:
+        state = ckpt / "state.json"
+        try:
+            progress = json.loads(state.read_text())["progress"] if state.exists() else None
+        except (OSError, ValueError):
+            progress = None
+        if progress and ready(progress):
+            break
+        time.sleep(0.05)
+    assert child.poll() is None, "the child finished before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+
 def test_killed_finetune_resumes_bit_identical(tmp_path):
     data, subset, reference, reference_probs = reference_run(tmp_path, JOB)
     ckpt = tmp_path / "ckpt"
@@ -109,25 +130,10 @@ def test_killed_finetune_resumes_bit_identical(tmp_path):
             str(ckpt),
         ],
     )
-    deadline = time.time() + 300
     # kill it mid-epoch in the second pass, once the best weights so far are in the checkpoint
-    while time.time() < deadline and child.poll() is None:
-        state = ckpt / "state.json"
-        try:
-            progress = json.loads(state.read_text())["progress"] if state.exists() else None
-        except (OSError, ValueError):
-            progress = None
-        if (
-            progress
-            and progress["step"] >= 14
-            and progress["best_step"] > 0
-            and progress["position"] > 0
-        ):
-            break
-        time.sleep(0.05)
-    assert child.poll() is None, "the child finished before it could be killed"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    kill_once_checkpointed(
+        child, ckpt, lambda p: p["step"] >= 14 and p["best_step"] > 0 and p["position"] > 0
+    )
     assert (ckpt / "state.json").exists()
 
     resumed, resumed_probs = finetune(

@@ -6,7 +6,6 @@ LoRA fine-tune resumes bit-identical, and the config refuses what LoRA cannot do
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from ptmeval.tasks import prepare_task
 from ptmeval.training import finetune, load_finetuned, predict_probs
 from ptmeval.training.lora import ADAPTER_DIR, apply_lora
 from ptmeval.workflow import model_job
-from tests.unit.test_checkpoint import CHILD
+from tests.unit.test_checkpoint import CHILD, kill_once_checkpointed
 
 pytestmark = pytest.mark.slow
 
@@ -129,19 +128,7 @@ def test_a_killed_lora_finetune_resumes_bit_identical(trained, tmp_path):
     args = [root / "job.json", root / "data.parquet", root / "subset.parquet"]
     args += [tmp_path / "killed", root / "snap", ckpt]
     child = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, args)])
-    deadline = time.time() + 300
-    while time.time() < deadline and child.poll() is None:
-        state = ckpt / "state.json"
-        try:
-            progress = json.loads(state.read_text())["progress"] if state.exists() else None
-        except (OSError, ValueError):
-            progress = None
-        if progress and progress["step"] >= 8 and progress["best_step"] > 0:
-            break
-        time.sleep(0.05)
-    assert child.poll() is None, "the child finished before it could be killed"
-    child.kill()
-    child.wait()
+    kill_once_checkpointed(child, ckpt, lambda p: p["step"] >= 8 and p["best_step"] > 0)
     resumed, resumed_probs = finetune(
         JOB,
         data,
