@@ -115,19 +115,10 @@ def params_of(stage, name):
 
 
 def settings_key(stage):
-    """The `settings_key` param: the key in the job's paths, checked against the one the
-    config gives, so that a path asked for by hand with another key fails clearly."""
+    """The `settings_key` param: the key in the job's paths, checked (Plan.checked_key)."""
 
     def check(wildcards):
-        expected = PLAN.key(stage, identity(stage, wildcards))
-        if wildcards.key != expected:
-            raise ValueError(
-                f"ptmeval: no '{stage}' job {identity(stage, wildcards)} with settings key "
-                f"{wildcards.key} under this config (its key here is {expected}): a path with "
-                "another key belongs to another config's settings; `snakemake -n` lists the "
-                "paths of this config's jobs"
-            )
-        return expected
+        return PLAN.checked_key(stage, wildcards)
 
     return check
 

@@ -309,6 +309,19 @@ class Plan:
             self._keys[memo] = _digest(payload)
         return self._keys[memo]
 
+    def checked_key(self, stage: str, wildcards: Any) -> str:
+        """The key of the job these wildcards name, which must be the key in its path: a path
+        asked for by hand with another config's key is refused with one line naming both."""
+        ids = identity(stage, wildcards)
+        expected = self.key(stage, ids)
+        if wildcards.key != expected:
+            raise ValueError(
+                f"ptmeval: no '{stage}' job {ids} with settings key {wildcards.key} under this "
+                f"config (its key here is {expected}): a path with another key belongs to "
+                "another config's settings; `snakemake -n` lists the paths of this config's jobs"
+            )
+        return expected
+
     def folder(self, stage: str, ids: dict[str, str]) -> str:
         parts = [ids[name] for name in IDENTITY[stage]]
         return "/".join([*parts, self.key(stage, ids)])

@@ -9,9 +9,15 @@ import pytest
 
 from ptmeval.config import load_config
 from ptmeval.findings import _job_name
-from ptmeval.plan import IDENTITY, KEY_PATTERN, RULE, Plan, pattern
+from ptmeval.plan import FILES, IDENTITY, KEY_PATTERN, RULE, Plan, pattern
 from tests.conftest import REPO
-from tests.workflow.test_settings_reach import CLASSICAL, EXPECTED, IMAGE_PROBES, TEXT_PROBES
+from tests.workflow.test_settings_reach import (
+    CLASSICAL,
+    EXPECTED,
+    IMAGE_PROBES,
+    TEXT_PROBES,
+    before_and_after,
+)
 from tests.workflow.test_settings_reach import default as default_config
 
 PROBES = TEXT_PROBES | IMAGE_PROBES | CLASSICAL
@@ -42,17 +48,21 @@ def test_keys_are_short_hashes_stable_across_plans():
     first, second = keys(default_config()), keys(default_config())
     assert first == second
     assert all(re.fullmatch(KEY_PATTERN, key) for key in first.values())
-    # every (rule, identity) has its own key: no two jobs share a folder
-    assert len(set(first.items())) == len(first)
+    # no two jobs share an output path
+    plan = Plan(load_config(default_config(), REPO))
+    outputs = [
+        plan.path(stage, name, ids)
+        for stage in IDENTITY
+        for ids in plan.jobs(stage)
+        for name in FILES[stage]
+    ]
+    assert len(outputs) == len(set(outputs)) == len(plan.all_outputs())
 
 
 @pytest.mark.parametrize("setting", sorted(EXPECTED))
 def test_a_setting_changes_the_keys_of_the_jobs_it_reaches_and_of_their_readers(setting):
-    value, models, rules = EXPECTED[setting]
-    before = keys(default_config())
-    data = default_config()
-    data["finetune"][setting] = value
-    after = keys(data)
+    _, models, rules = EXPECTED[setting]
+    before, after = before_and_after(setting, keys)
     assert before.keys() == after.keys()
     changed = {
         (rule, model)

@@ -90,13 +90,17 @@ def test_every_setting_is_in_the_table():
     assert set(EXPECTED) | NOT_ENUMERATED == set(FinetuneSettings.model_fields)
 
 
+def before_and_after(setting: str, compute):
+    """`compute` of the default config, and of it with `setting` changed as EXPECTED says."""
+    data = default()
+    data["finetune"][setting] = EXPECTED[setting][0]
+    return compute(default()), compute(data)
+
+
 @pytest.mark.parametrize("setting", sorted(EXPECTED))
 def test_a_setting_reaches_only_the_jobs_it_affects(setting):
-    value, models, rules = EXPECTED[setting]
-    before = params(default())
-    data = default()
-    data["finetune"][setting] = value
-    after = params(data)
+    _, models, rules = EXPECTED[setting]
+    before, after = before_and_after(setting, params)
     changed = {key for key in before if before[key] != after[key]}
     expected = {(rule, model) for rule in rules for model in models}
     assert changed == expected, (sorted(changed - expected), sorted(expected - changed))
