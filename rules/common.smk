@@ -136,7 +136,9 @@ def get_task_files(wildcards):
 def get_finetune_mem_mb(wildcards, attempt):
     model = wildcards.model
     snapshot = (
-        PLAN.path("download", "snapshot", {"model": model}) if model in NEURAL else None
+        PLAN.path("download", "snapshot", {"model": CFG.model(model).base})
+        if model in NEURAL
+        else None
     )
     return finetune_mem_mb(CFG, model, attempt, snapshot)
 
@@ -154,6 +156,7 @@ def get_analysis_settings(wildcards):
         **CFG.analysis.model_dump(mode="json"),
         "hardware": [h.model_dump(mode="json") for h in CFG.hardware],
         "models": {m.slug: m.adapter for m in CFG.models},
+        "bases": {m.slug: m.base for m in CFG.models},
         "weights": CFG.scorecard.weights,
         "constraint": CFG.scorecard.constraint,
     }

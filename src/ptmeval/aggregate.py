@@ -19,6 +19,7 @@ from ptmeval import deployment as deploy
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.findings import FAILED_COLUMN, is_failure_table
 from ptmeval.io import read_provenance, read_table
+from ptmeval.methods import method_comparison
 from ptmeval.transfer import frechet_diag, score_predictions
 
 log = logging.getLogger(__name__)
@@ -565,10 +566,11 @@ def aggregate(
     n_boot = int(settings.get("n_boot", 1000))
     alpha = float(settings.get("alpha", 0.05))
     results = concat_tables(metrics, failed)
+    bases: dict[str, str] = settings.get("bases") or {}
     history = concat_tables(histories, failed)
     profile = concat_tables(profiles, failed)
     tasks = concat_tables(task_summaries, failed)
-    runtime = concat_tables(runtimes, failed)
+    runtime = shared_inference(concat_tables(runtimes, failed), bases)
     export = concat_tables(exports, failed)
     deployment = concat_tables(deployments, failed)
     transfer = concat_tables(transfers, failed)
@@ -590,8 +592,12 @@ def aggregate(
             chance=chance,
             process=process,
         )
-        gain = scaling.transfer_gain(results, metric=metric, n_boot=n_boot)
-        effective = scaling.effective_data_transferred(results, fits, metric=metric)
+        # a method other than full has no scratch run: its gain is over the base model's
+        # from-scratch (fully trained) curve
+        gain = scaling.transfer_gain(borrow_scratch(results, bases), metric=metric, n_boot=n_boot)
+        effective = scaling.effective_data_transferred(
+            results, borrow_scratch(fits, bases), metric=metric
+        )
     pairwise, ranks = comparisons(preds, n_boot=n_boot, alpha=alpha)
     models = settings.get("models") or dict.fromkeys(sorted(results["model"].unique()), "")
     tables = {
@@ -628,17 +634,27 @@ def aggregate(
     tables["difficulty"] = with_tuning(difficulty, tables["tuning"])
     tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
     tables["protocol_check"] = protocol_check(
-        results, preds, concat_tables(frozen, failed), metric, n_boot=n_boot, alpha=alpha
+        results,
+        preds,
+        for_every_method(concat_tables(frozen, failed), bases),
+        metric,
+        n_boot=n_boot,
+        alpha=alpha,
     )
     facts = {
         m: {"modality": get_spec(a).modality, "neural": get_spec(a).neural}
         for m, a in models.items()
         if a in ADAPTERS
     }
-    card, parts = scorecard.scorecard(tables, settings.get("weights"), metric, facts)
+    # a probe's feature-extraction time (its cost to adapt) is the shared features': the
+    # transfer table's, measured under the base model's first method, holds it for each method
+    shared = {**tables, "transfer": for_every_method(transfer, bases)}
+    card, parts = scorecard.scorecard(shared, settings.get("weights"), metric, facts)
     tables["scorecard"] = card
     tables["scorecard_parts"] = parts
-    tables["decision"] = decision_table(tables, settings.get("constraint", "latency"))
+    tables["decision"] = decision_table(
+        {**shared, "scorecard_parts": parts}, settings.get("constraint", "latency")
+    )
     times = stage_times(benchmarks)
     if estimate is not None:
         est = read_table(estimate)
@@ -657,6 +673,7 @@ def aggregate(
     tables["failures"] = failure_summary(failed)
     tables["machines"] = machines(path for group in inputs for path in group)
     tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
+    tables["methods"] = method_comparison(tables, bases or {m: m for m in models}, metric)
     from ptmeval.plan import AGGREGATE_TABLES
 
     if set(tables) != set(AGGREGATE_TABLES):  # the rule's outputs are declared from that list
@@ -666,6 +683,48 @@ def aggregate(
             f"declared but not made {sorted(set(AGGREGATE_TABLES) - set(tables))}"
         )
     return tables
+
+
+def shared_inference(runtime: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
+    """The runtime table with a base model's inference rows (measured once, under its first
+    method: one network at inference whatever the method) repeated under its other methods."""
+    if runtime.empty or "mode" not in runtime:
+        return runtime
+    inference = runtime["mode"] == "inference"
+    shared = for_every_method(runtime[inference], bases)
+    return pd.concat([shared, runtime[~inference]], ignore_index=True)
+
+
+def for_every_method(frame: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
+    """A table of what a base model's methods share (the frozen weights' scores, the network's
+    inference), measured under one of its methods, repeated under each of its other methods."""
+    if frame.empty or not bases or "model" not in frame:
+        return frame
+    extra = [
+        frame[frame["model"] == scored].assign(model=other)
+        for scored in frame["model"].unique()
+        for other, base in bases.items()
+        if base == bases.get(scored) and other != scored and other not in set(frame["model"])
+    ]
+    return pd.concat([frame, *extra], ignore_index=True) if extra else frame
+
+
+def borrow_scratch(frame: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
+    """`frame` (rows with model, method, init) plus, for each model without scratch rows whose
+    base model has a method with them, a copy of those rows under its name and method."""
+    if frame.empty or not bases or "init" not in frame:
+        return frame
+    scratch = frame[frame["init"] == "scratch"]
+    has = set(scratch["model"])
+    extra = []
+    for model, method in frame[["model", "method"]].drop_duplicates().itertuples(index=False):
+        if model in has:
+            continue
+        siblings = [m for m, b in bases.items() if b == bases.get(model) and m in has]
+        if siblings:
+            rows = scratch[scratch["model"] == siblings[0]]
+            extra.append(rows.assign(model=model, method=method))
+    return pd.concat([frame, *extra], ignore_index=True) if extra else frame
 
 
 def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataFrame:

@@ -343,8 +343,9 @@ def five_by_two_cv_f_test(diffs: npt.ArrayLike) -> tuple[float, float]:
 
 
 def system_label(model: str, init: str, method: str) -> str:
-    """The display name of a system, e.g. ``minilm-l6 (pretrained, full)``."""
-    return f"{model} ({init}, {method})"
+    """The display name of a system, e.g. ``minilm-l6 (pretrained, full)`` (a model one of
+    several methods of a base model, e.g. ``minilm-l6.lora``, shows as its base)."""
+    return f"{model.removesuffix('.' + method)} ({init}, {method})"
 
 
 @dataclass

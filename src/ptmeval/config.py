@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -292,18 +293,40 @@ class LoraSettings(_Strict):
         description="Names of the modules that get adapters; default: PEFT's for the model's "
         "architecture (e.g. BERT/MiniLM query and value, Llama/SmolLM2 q_proj and v_proj).",
     )
+    lr_scale: float = Field(
+        10.0,
+        gt=0,
+        description="LoRA's learning rates are the model's `finetune` lr_grid (or lr) times "
+        "this: the low-rank updates start at zero and need larger steps than full fine-tuning "
+        "(the LoRA paper's and PEFT's examples use about 10x full fine-tuning's rate); 1 uses "
+        "the same grid.",
+    )
+
+
+Method = Literal["full", "linear_probe", "lora"]
 
 
 class ModelEntry(_Strict):
     """One candidate model."""
 
+    # the slug of the entry a `methods` list was expanded from (None for an entry as written)
+    _base: str | None = PrivateAttr(None)
+
     slug: str = Field(pattern=SLUG, description="Short name used in paths and tables.")
     adapter: str = Field(description="Adapter name: " + ", ".join(sorted(ADAPTERS)))
     source: ModelSource | None = Field(None, description="Where the pretrained weights come from.")
-    method: Literal["full", "linear_probe", "lora"] = Field(
+    method: Method = Field(
         "full",
         description="Adaptation method: full fine-tuning, a linear probe on frozen features, or "
         "LoRA adapters (hf-text) with the task head trained fully.",
+    )
+    methods: list[Method] | None = Field(
+        None,
+        description="Several adaptation methods of this model, compared in one run on the same "
+        "subsets and seeds (instead of `method`): each becomes a candidate '<slug>.<method>' "
+        "(e.g. minilm.lora); they share the download and the frozen features. The methods "
+        "other than full run the pretrained init only (a model trained from scratch is trained "
+        "fully: its from-scratch curve is the full method's).",
     )
     lora: LoraSettings | None = Field(None, description="LoRA settings (method lora only).")
     inits: list[Literal["pretrained", "scratch"]] | None = Field(
@@ -344,13 +367,27 @@ class ModelEntry(_Strict):
         spec = ADAPTERS[self.adapter]
         if spec.needs_source and self.source is None:
             raise ValueError(f"adapter '{self.adapter}' needs a 'source'")
-        if self.method not in spec.methods:
-            raise ValueError(
-                f"method '{self.method}' is not supported by adapter '{self.adapter}' "
-                f"(supported: {', '.join(spec.methods)})"
-            )
-        if self.lora is not None and self.method != "lora":
+        if self.methods is not None:
+            if "method" in self.model_fields_set:
+                raise ValueError("give either 'method' or 'methods', not both")
+            if not self.methods:
+                raise ValueError("methods must not be empty")
+            if len(set(self.methods)) != len(self.methods):
+                raise ValueError("methods has duplicates")
+        for method in self.methods or [self.method]:
+            if method not in spec.methods:
+                raise ValueError(
+                    f"method '{method}' is not supported by adapter '{self.adapter}' "
+                    f"(supported: {', '.join(spec.methods)})"
+                )
+        if self.lora is not None and "lora" not in (self.methods or [self.method]):
             raise ValueError(f"'lora' settings are for method lora, not '{self.method}'")
+        if self.methods and len(self.methods) > 1 and set(self.methods) - {"full"}:
+            if "pretrained" not in self.init_list:
+                raise ValueError(
+                    "methods other than full adapt pretrained weights: give the model "
+                    "pretrained weights or use only method full"
+                )
         for init in self.inits or ():
             if init not in spec.inits:
                 raise ValueError(
@@ -372,6 +409,36 @@ class ModelEntry(_Strict):
     @property
     def modality(self) -> str:
         return get_spec(self.adapter).modality
+
+    @property
+    def base(self) -> str:
+        """The model's slug before its methods were expanded: the download and the frozen
+        features are shared by every method of one base."""
+        return self._base or self.slug
+
+    def expanded(self) -> list[ModelEntry]:
+        """One entry per method: itself when it names one method, else '<slug>.<method>'
+        entries (only the lora one keeps the lora settings; methods other than full run the
+        pretrained init only)."""
+        if self.methods is None:
+            return [self]
+        if len(self.methods) == 1:
+            entry = self.model_copy(update={"method": self.methods[0], "methods": None})
+            return [entry]
+        out = []
+        for method in self.methods:
+            update: dict[str, Any] = {
+                "slug": f"{self.slug}.{method}",
+                "method": method,
+                "methods": None,
+                "lora": self.lora if method == "lora" else None,
+            }
+            if method != "full":
+                update["inits"] = ["pretrained"]
+            entry = self.model_copy(update=update)
+            entry._base = self.slug
+            out.append(entry)
+        return out
 
     @property
     def has_weights(self) -> bool:
@@ -613,12 +680,19 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _unique_slugs(self) -> Config:
+        # a frozen model: the expansion of `methods` is the one field set after validation
+        object.__setattr__(self, "models", [e for m in self.models for e in m.expanded()])
         for kind, entries in (("model", self.models), ("task", self.tasks)):
             seen: set[str] = set()
             for entry in entries:
                 if entry.slug in seen:
                     raise ValueError(f"duplicate {kind} slug '{entry.slug}'")
                 seen.add(entry.slug)
+        for base in {m.base for m in self.models if m.base != m.slug}:
+            if base in {m.slug for m in self.models}:
+                raise ValueError(
+                    f"model slug '{base}' is both a model and the base of another's methods"
+                )
         for entry in self.models:  # settings that span keys, once the overrides are merged
             try:
                 settings = self.finetune_settings(entry.slug)
@@ -635,13 +709,30 @@ class Config(_Strict):
     # ------------------------------------------------------------ derived
 
     def model(self, slug: str) -> ModelEntry:
-        return next(m for m in self.models if m.slug == slug)
+        """The entry of a slug; a base slug (one with several methods) gives its first
+        method's entry (what their shared download and features read)."""
+        found = [m for m in self.models if m.slug == slug] or [
+            m for m in self.models if m.base == slug
+        ]
+        if not found:
+            raise StopIteration(slug)
+        return found[0]
+
+    def methods_of(self, base: str) -> list[ModelEntry]:
+        """Every method's entry of one base model."""
+        return [m for m in self.models if m.base == base]
 
     def task(self, slug: str) -> TaskEntry:
         return next(t for t in self.tasks if t.slug == slug)
 
     def finetune_settings(self, model: str) -> FinetuneSettings:
-        merged = self.finetune.model_dump() | self.model(model).finetune
+        entry = self.model(model)
+        merged = self.finetune.model_dump() | entry.finetune
+        if entry.method == "lora":  # LoRA's grid is the model's, scaled (LoraSettings.lr_scale)
+            scale = (entry.lora or LoraSettings()).lr_scale
+            merged["lr_grid"] = [float(f"{lr * scale:.6g}") for lr in merged["lr_grid"]]
+            if merged.get("lr") is not None:
+                merged["lr"] = float(f"{merged['lr'] * scale:.6g}")
         return FinetuneSettings.model_validate(merged)
 
     def pairs(self) -> list[tuple[ModelEntry, TaskEntry]]:

@@ -42,6 +42,7 @@ DECISION_COLUMNS = [
     "tied",
     "constraint",
     "cost",
+    "storage_mb",
     "chosen",
     "protocol_flag",
 ]
@@ -135,10 +136,17 @@ def decisions(
         rows["tied"] = tied
         rows["constraint"] = constraint
         rows["cost"] = [_cost(r, column, costs, runtime_costs) for _, r in rows.iterrows()]
+        # equal costs (several methods of one model: one network at inference) are broken by
+        # what one more task stores
+        rows["storage_mb"] = [
+            _cost(r, "storage_mb", costs, runtime_costs) for _, r in rows.iterrows()
+        ]
         candidates = rows[rows["tied"] & rows["cost"].notna()]
         pick: str | None = best  # separated from every other system by the tests
         if rows["tied"].sum() > 1:  # a tie: the cheapest measured member, if any
-            ordered = candidates.sort_values(["cost", "accuracy"], ascending=[True, False])
+            ordered = candidates.sort_values(
+                ["cost", "storage_mb", "accuracy"], ascending=[True, True, False]
+            )
             pick = str(ordered["system"].iloc[0]) if len(ordered) else None
         rows["chosen"] = rows["system"] == pick
         rows["protocol_flag"] = [
@@ -231,6 +239,13 @@ def sentence(rows: pd.DataFrame) -> str:
                 parts.append(
                     f"{pick['system']} is also the cheapest of them by {what} "
                     f"({cost(pick)}): build on {pick['system']}."
+                )
+            elif np.isclose(pick["cost"], best["cost"]):
+                parts.append(
+                    f"By the stated constraint, {what}, {pick['system']} and {best['system']} "
+                    f"cost the same ({cost(pick)}); of them {pick['system']} stores the least per "
+                    f"extra task ({pick['storage_mb']:.3g} MB against "
+                    f"{best['storage_mb']:.3g} MB): build on {pick['system']}."
                 )
             else:
                 ratio = best["cost"] / pick["cost"] if pick["cost"] > 0 else np.nan

@@ -35,6 +35,7 @@ from ptmeval.workflow import (
     model_job,
     neural_models,
     runtime_job_wildcards,
+    runtime_models,
     runtime_settings,
     source_fingerprint,
     transfer_targets,
@@ -129,6 +130,7 @@ AGGREGATE_TABLES = (
     "similarity_vs_gain",
     "protocol_check",
     "tuning",
+    "methods",
 )
 
 Ref = tuple[str, dict[str, str], str]  # (stage, identity, output name)
@@ -181,7 +183,10 @@ class Plan:
         """The result-changing params the stage's rule passes its script (code version aside)."""
         cfg, model = self.cfg, ids.get("model", "")
         if stage == "download":
-            entry = cfg.model(model).model_dump(mode="json", exclude={"finetune", "inits"})
+            # what the weights are, not how they are adapted: one download per base model
+            exclude = {"finetune", "inits", "method", "methods", "lora"}
+            entry = cfg.model(model).model_dump(mode="json", exclude=exclude)
+            entry["slug"] = model
             return {"entry": entry, "fingerprint": source_fingerprint(cfg, model)}
         if stage == "tasks":
             task = cfg.task(ids["task"]).model_dump(mode="json")
@@ -191,10 +196,10 @@ class Plan:
         if stage == "profile":
             return {"job": model_job(cfg, model, inference_only=True)}
         if stage == "features":
-            return {
-                "job": model_job(cfg, model, inference_only=True, placed=True),
-                "init": ids["init"],
-            }
+            # frozen features do not depend on the method: shared by a base model's methods
+            job = model_job(cfg, model, inference_only=True, placed=True)
+            job.update(method="linear_probe", lora=None)
+            return {"job": job, "init": ids["init"]}
         if stage == "tune":
             return {
                 "job": finetune_job(cfg, Namespace(**tune_job_wildcards(cfg, Namespace(**ids))))
@@ -228,11 +233,12 @@ class Plan:
         if stage in ("download", "tasks"):
             return {}  # their inputs are the user's files, tracked by time stamp
         data: Ref = ("tasks", {"task": task}, "data")
-        snapshot: Ref = ("download", {"model": model}, "snapshot")
         if stage == "subsample":
             return {"data": data}
+        base = cfg.model(model).base  # a base model's methods share its download and features
+        snapshot: Ref = ("download", {"model": base}, "snapshot")
         if stage == "profile":
-            return {"snapshot": snapshot, "manifest": ("download", {"model": model}, "manifest")}
+            return {"snapshot": snapshot, "manifest": ("download", {"model": base}, "manifest")}
         if stage == "features":
             return {"snapshot": snapshot, "data": data}
         if stage == "finetune":
@@ -246,7 +252,7 @@ class Plan:
                 if cfg.model(model).method == "linear_probe":
                     refs["features"] = (
                         "features",
-                        {k: ids[k] for k in IDENTITY["tune"]},
+                        {"model": base, "task": task, "init": ids["init"]},
                         "features",
                     )
                 else:
@@ -261,7 +267,7 @@ class Plan:
         if stage == "transfer":
             features: Ref = (
                 "features",
-                {"model": model, "task": task, "init": "pretrained"},
+                {"model": base, "task": task, "init": "pretrained"},
                 "features",
             )
             subsets: list[Ref] = [
@@ -347,10 +353,13 @@ class Plan:
     def jobs(self, stage: str) -> list[dict[str, str]]:
         """The identities of every job of a stage that the config runs."""
         cfg = self.cfg
-        if stage in ("download", "profile"):
+        if stage == "download":
+            bases = {cfg.model(m).base: None for m in neural_models(cfg)}
+            return [{"model": m} for m in bases]
+        if stage == "profile":
             return [{"model": m} for m in neural_models(cfg)]
         if stage == "runtime":
-            return [{"model": m.slug} for m in cfg.models]
+            return [{"model": m} for m in runtime_models(cfg)]
         if stage == "tasks":
             return [{"task": t.slug} for t in cfg.tasks]
         if stage == "subsample":

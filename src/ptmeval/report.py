@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ptmeval import __version__
+from ptmeval import __version__, methods
 from ptmeval.decision import CONSTRAINTS
 from ptmeval.figures import (
     cost_figure,
@@ -98,6 +98,28 @@ def interval(lo: str, hi: str, digits: int = 3) -> Callable[[pd.Series], str]:
         return f"[{float(row[lo]):.{digits}f}, {float(row[hi]):.{digits}f}]"
 
     return fmt
+
+
+def seed_range(row: pd.Series) -> str:
+    if _missing(row.get("score")):
+        return "–"
+    score = f"{float(row['score']):.3f}"
+    if int(row.get("n_seeds") or 0) < 2:
+        return f"{score} (1 seed)"
+    return f"{score} ({float(row['score_min']):.3f}–{float(row['score_max']):.3f})"
+
+
+def versus_best(row: pd.Series) -> str:
+    """A method's paired difference from its base model's most accurate method."""
+    if not row.get("largest") or _missing(row.get("diff_vs_best")):
+        return "–"
+    if row.get("method") == row.get("best_method"):
+        return "the best"
+    verdict = "tied" if row.get("tied_with_best") else "behind"
+    return (
+        f"{float(row['diff_vs_best']):+.3f} [{float(row['diff_lo']):+.3f}, "
+        f"{float(row['diff_hi']):+.3f}], p = {float(row['p_vs_best']):.2g}: {verdict}"
+    )
 
 
 def gate_verdict(row: pd.Series) -> str:
@@ -339,6 +361,24 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("diverged_rate", "diverged runs", pct),
                 ("*", "chosen lr / C", chosen_hparam),
                 ("hparam_spread", "spread over the grid (val.)", num(3)),
+            ],
+        ),
+        "methods": table(
+            t("methods"),
+            [
+                ("base", "model", text),
+                ("task", "task", text),
+                ("method", "method", text),
+                ("n_train", "examples", count),
+                ("*", "test score (seeds: min–max)", seed_range),
+                ("*", "95% interval (test examples)", interval("score_lo", "score_hi")),
+                ("*", "vs the best method (paired)", versus_best),
+                ("trainable_params", "trainable", count),
+                ("task_mb", "MB per extra task", num(2)),
+                ("finetune_s", "fine-tune (s, mean)", num(1)),
+                ("train_step_ms", "train step (ms)", num(1)),
+                ("train_batch", "at batch", count),
+                ("train_peak_mb", "train peak RSS (MB)", num(0)),
             ],
         ),
         "tuning": table(
@@ -815,6 +855,7 @@ def render_report(
         heatmap=similarity_heatmap(_get(tables, "task_similarity")),
         matrix=significance_matrix(_get(tables, "pairwise")),
         t=sections(tables),
+        method_notes=methods.summaries(_get(tables, "methods")),
         provenance={
             "ptmeval": __version__,
             "git commit": git_commit() or "unknown",

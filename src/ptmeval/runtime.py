@@ -69,13 +69,18 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     job = ModelJob.model_validate(spec["job"])
     device = spec.get("device", "cpu")
     loaded = load_for_task(job, Path(spec["model_dir"]), 2, spec["init"])
+    if spec["mode"] == "train" and job.method == "lora":  # a step trains the adapters and head
+        from ptmeval.training.lora import apply_lora
+
+        apply_lora(loaded, job)
     model = loaded.model.to(device)
     batch = {k: v.to(device) for k, v in loaded.example_batch(spec["batch_size"]).items()}
     rss_loaded = status_mb("VmRSS")
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     if spec["mode"] == "train":
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trained, lr=1e-5)
         target = torch.zeros(spec["batch_size"], dtype=torch.long, device=device)
 
         def step() -> None:

@@ -242,9 +242,13 @@ def is_export_job(cfg: Config, wildcards: Any) -> bool:
 
 
 def transfer_targets(cfg: Config) -> list[dict[str, str]]:
-    """(model, task) pairs with transferability scores: neural models with pretrained weights."""
+    """(model, task) pairs with transferability scores: neural models with pretrained weights.
+    A base model with several methods is scored once, under its first method with pretrained
+    weights (the scores are of the frozen weights; that method's result is what they predict)."""
+    scored = [m for m in cfg.models if has_pretrained(cfg, m.slug)]
+    first = {m.base: m.slug for m in reversed(scored)}
     return [
-        {"model": m.slug, "task": t.slug} for m, t in cfg.pairs() if has_pretrained(cfg, m.slug)
+        {"model": m.slug, "task": t.slug} for m, t in cfg.pairs() if first.get(m.base) == m.slug
     ]
 
 
@@ -265,12 +269,27 @@ def runtime_settings(cfg: Config, model: str) -> dict[str, Any]:
     settings = cfg.profile.model_dump(mode="json")
     settings.pop("export_tasks")
     entry = cfg.model(model)
-    if entry.method != "full" or not get_spec(entry.adapter).neural:
-        # a probe's or a LoRA model's training step is in its fine-tune's history (wall time
-        # per step), not measured here
+    if entry.method == "linear_probe" or not get_spec(entry.adapter).neural:
+        # a probe's fit (a logistic regression on cached features) is in its fine-tune's
+        # history, not measured here; a LoRA step (adapters and head) is, like a full one
         settings["train_batch_sizes"] = []
+    if cfg.methods_of(entry.base)[0].slug != model:
+        # one network at inference whatever the method (LoRA merged, a probe's head a linear
+        # layer): measured once, under the base model's first method, and shared
+        settings["inference_batch_sizes"] = []
     settings["init"] = "pretrained" if has_pretrained(cfg, model) else "scratch"
     return settings
+
+
+def runtime_models(cfg: Config) -> list[str]:
+    """The models with a runtime job: every one, but a method with nothing of its own to
+    measure (a probe beside another method of its model: no training step, shared inference)."""
+    out = []
+    for entry in cfg.models:
+        settings = runtime_settings(cfg, entry.slug)
+        if settings["inference_batch_sizes"] or settings["train_batch_sizes"]:
+            out.append(entry.slug)
+    return out
 
 
 def model_job(
@@ -346,12 +365,12 @@ def feature_targets(cfg: Config) -> list[dict[str, str]]:
     """Feature-extraction jobs: every init of a linear-probe model, and the pretrained init of
     every model with transfer scores."""
     out = {
-        (m.slug, t.slug, init)
+        (m.base, t.slug, init)
         for m, t in cfg.pairs()
         if get_spec(m.adapter).neural and m.method == "linear_probe"
         for init in m.init_list
     }
-    out |= {(t["model"], t["task"], "pretrained") for t in transfer_targets(cfg)}
+    out |= {(cfg.model(t["model"]).base, t["task"], "pretrained") for t in transfer_targets(cfg)}
     return [{"model": m, "task": t, "init": i} for m, t, i in sorted(out)]
 
 

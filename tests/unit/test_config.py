@@ -137,3 +137,72 @@ def test_per_model_finetune_overrides_merge():
     data = default()
     data["models"][0]["finetune"] = {"epoch": 2}
     assert "epoch" in error_of(data)
+
+
+def with_methods(methods, **extra) -> dict:
+    data = default()
+    model = data["models"][0]
+    del model["method"]
+    model.update(methods=methods, **extra)
+    return data
+
+
+def test_methods_expand_to_one_candidate_each():
+    cfg = parse_config(with_methods(["full", "lora", "linear_probe"], lora={"r": 4}))
+    minilm = [m for m in cfg.models if m.base == "minilm-l6"]
+    assert [(m.slug, m.method) for m in minilm] == [
+        ("minilm-l6.full", "full"),
+        ("minilm-l6.lora", "lora"),
+        ("minilm-l6.linear_probe", "linear_probe"),
+    ]
+    # only full keeps the scratch init; only lora keeps the lora settings
+    assert [m.init_list for m in minilm] == [["pretrained", "scratch"], ["pretrained"]] + [
+        ["pretrained"]
+    ]
+    assert [m.lora.r if m.lora else None for m in minilm] == [None, 4, None]
+    assert {m.source for m in minilm} == {minilm[0].source}
+    # the base slug gives the entry the shared download reads; every method keeps its own
+    assert cfg.model("minilm-l6") is minilm[0]
+    assert cfg.model("minilm-l6.lora") is minilm[1]
+    assert cfg.methods_of("minilm-l6") == minilm
+    # a model with one method (either way of writing it) keeps its slug
+    one = parse_config(with_methods(["lora"]))
+    assert [(m.slug, m.method, m.base) for m in one.models][0] == ("minilm-l6", "lora", "minilm-l6")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda m: m.update(method="full"), "give either 'method' or 'methods', not both"),
+        (lambda m: m.update(methods=[]), "methods must not be empty"),
+        (lambda m: m.update(methods=["full", "full"]), "methods has duplicates"),
+        (lambda m: m.update(methods=["full", "adapter"]), "methods[1]: Input should be"),
+        (
+            lambda m: m.update(methods=["full", "linear_probe"], lora={"r": 4}),
+            "'lora' settings are for method lora",
+        ),
+        (
+            lambda m: m.update(adapter="efficientnet-lite", methods=["full", "lora"]),
+            "method 'lora' is not supported by adapter 'efficientnet-lite'",
+        ),
+        (
+            lambda m: m.update(methods=["full", "lora"], inits=["scratch"]),
+            "methods other than full adapt pretrained weights",
+        ),
+    ],
+)
+def test_bad_methods_name_the_model(mutate, expected):
+    data = with_methods(["full", "lora"])
+    mutate(data["models"][0])
+    message = error_of(data)
+    assert expected in message
+    assert "minilm-l6" in message
+
+
+def test_an_expanded_slug_or_base_may_not_be_taken_twice():
+    data = with_methods(["full", "lora"])
+    data["models"].append({**data["models"][1], "slug": "minilm-l6.lora"})
+    assert "duplicate model slug 'minilm-l6.lora'" in error_of(data)
+    data = with_methods(["full", "lora"])
+    data["models"].append({**data["models"][1], "slug": "minilm-l6"})
+    assert "'minilm-l6' is both a model and the base of another's methods" in error_of(data)

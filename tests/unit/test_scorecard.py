@@ -211,6 +211,24 @@ def test_a_tie_is_named_with_its_p_value_and_broken_by_the_stated_cost():
     assert f"build on {b}" in text
 
 
+def test_equal_costs_are_broken_by_the_storage_per_extra_task():
+    # two methods of one model: one network at inference, so the same latency
+    tables, _, _ = decision_tables()
+    runtime = tables["runtime"]
+    runtime.loc[runtime["model"] == "b", "latency_p50_ms"] = 10.0
+    _, parts = scorecard(tables, models=FACTS)
+    tables["scorecard_parts"] = parts
+    table = decision_table(tables, "latency")
+    by = table.set_index("system")
+    a, b = "a (pretrained, full)", "b (scratch, full)"
+    assert by.at[a, "cost"] == by.at[b, "cost"]
+    assert by.at[b, "storage_mb"] < by.at[a, "storage_mb"]  # 1e3 against 1e6 parameters
+    assert by.at[b, "chosen"] and not by.at[a, "chosen"]
+    text = decision.sentence(table)
+    assert f"{b} and {a} cost the same (10 ms per example)" in text
+    assert f"of them {b} stores the least per extra task (0.00381 MB against 3.81 MB)" in text
+
+
 def test_the_constraint_changes_the_pick_and_an_unmeasured_cost_is_never_picked():
     tables, _, _ = decision_tables()
     by_time = decision_table(tables, "finetune_cost").set_index("system")

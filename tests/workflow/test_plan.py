@@ -113,3 +113,45 @@ def test_paths_follow_the_rule_patterns():
     assert _job_name({"history": path}) == "/".join(ids.values())
     snapshot = plan.path("download", "snapshot", {"model": ids["model"]})
     assert _job_name({"snapshot": snapshot}) == ids["model"]
+
+
+def test_methods_share_the_download_and_features_and_nothing_else():
+    data = default_config()
+    minilm = data["models"][0]
+    del minilm["method"]
+    minilm["methods"] = ["full", "lora", "linear_probe"]
+    plan = Plan(load_config(data, REPO))
+    single = Plan(load_config(default_config(), REPO))
+    methods = ["minilm-l6.full", "minilm-l6.lora", "minilm-l6.linear_probe"]
+
+    def models(stage, p=plan):
+        return [j["model"] for j in p.jobs(stage)]
+
+    assert models("download").count("minilm-l6") == 1
+    assert not set(methods) & set(models("download") + models("features"))
+    # the same feature jobs as with one method: one per task (pretrained)
+    assert plan.jobs("features") == single.jobs("features")
+    # one set of transferability scores per base model (the frozen weights'), under its first
+    # method; every other per-model stage runs per method, but the runtime: inference measured
+    # once (the first method's), a training step for full and lora, nothing left for the probe
+    assert [m for m in models("transfer") if m.startswith("minilm")] == ["minilm-l6.full"] * 2
+    for stage in ("profile", "export"):
+        assert [m for m in models(stage) if m.startswith("minilm")] == methods
+    assert [m for m in models("runtime") if m.startswith("minilm")] == methods[:2]
+    lora = plan.params("runtime", {"model": "minilm-l6.lora"})["settings"]
+    assert lora["inference_batch_sizes"] == [] and lora["train_batch_sizes"]
+    # every method's jobs read the one download; the probe reads the shared features
+    snapshot = plan.path("download", "snapshot", {"model": "minilm-l6"})
+    for model in methods:
+        assert plan.inputs("profile", {"model": model})["snapshot"] == snapshot
+    probe = next(j for j in plan.jobs("finetune") if j["model"] == "minilm-l6.linear_probe")
+    features = {"model": "minilm-l6", "task": probe["task"], "init": "pretrained"}
+    assert plan.inputs("finetune", probe)["features"] == plan.path("features", "features", features)
+    # the download and the features do not depend on the method: the same keys as a config
+    # that lists the model with one method
+    for stage, ids in (("download", {"model": "minilm-l6"}), ("features", features)):
+        assert plan.key(stage, ids) == single.key(stage, ids)
+    # no scratch run for lora or the probe (their transfer gain uses full's scratch curve)
+    inits = {(j["model"], j["init"]) for j in plan.jobs("finetune")}
+    assert ("minilm-l6.full", "scratch") in inits
+    assert ("minilm-l6.lora", "scratch") not in inits

@@ -137,7 +137,9 @@ def finetune_probe(
         diverged=False,
         stop_reason="converged" if np.max(clf.n_iter_) < job.finetune.probe_max_iter else "budget",
     )
-    return pd.DataFrame([row])
+    history = pd.DataFrame([row])
+    history["task_bytes"] = (out / HEAD_FILE).stat().st_size  # stored per extra task: the head
+    return history
 
 
 def probe_probs(head_dir: Path, features: pd.DataFrame) -> np.ndarray:
