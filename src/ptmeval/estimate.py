@@ -329,56 +329,75 @@ def estimate(
         if basis:
             row["basis"].add(basis)
 
-    for m in cfg.models:
+    from ptmeval.plan import Plan
+    from ptmeval.workflow import runtime_settings
+
+    plan = Plan(cfg, root=cache or "results")  # the jobs of each stage, as the workflow runs them
+    for ids in plan.jobs("download"):  # one per base model: its methods share it
+        m = cfg.model(ids["model"])
         cost = costs.get(m.slug)
+        if cost is None:
+            continue
+        seconds = START_TORCH + cost.weight_bytes / LOAD_RATE
+        if getattr(m.source, "gguf_file", None):
+            seconds += cost.weight_bytes / GGUF_RATE
+        add("download_model", seconds, memory_mb("download_model", cost.weight_bytes), cost.basis)
+    for ids in plan.jobs("profile"):
+        cost = costs.get(ids["model"])
+        if cost is None:
+            continue
+        load = cost.weight_bytes / LOAD_RATE
+        add(
+            "profile_model",
+            START_TORCH + 3 * load + 10 * cost.forward / (EFF_INFER * peak),
+            memory_mb("profile_model", cost.weight_bytes),
+            cost.basis,
+        )
+    for ids in plan.jobs("runtime"):
+        m = cfg.model(ids["model"])
+        measured = runtime_settings(cfg, m.slug)
         if not get_spec(m.adapter).neural:  # inference only, on CPU, per batch size
-            seconds = START_LIGHT + len(cfg.profile.inference_batch_sizes) * RUNTIME_CLASSICAL
+            seconds = START_LIGHT + len(measured["inference_batch_sizes"]) * RUNTIME_CLASSICAL
             add("measure_runtime", seconds, RUNTIME_CLASSICAL_MB)
-        if cost is not None:
-            gguf = getattr(m.source, "gguf_file", None)
-            seconds = START_TORCH + cost.weight_bytes / LOAD_RATE
-            if gguf:
-                seconds += cost.weight_bytes / GGUF_RATE
-            add(
-                "download_model",
-                seconds,
-                memory_mb("download_model", cost.weight_bytes),
-                cost.basis,
-            )
-            load = cost.weight_bytes / LOAD_RATE
-            add(
-                "profile_model",
-                START_TORCH + 3 * load + 10 * cost.forward / (EFF_INFER * peak),
-                memory_mb("profile_model", cost.weight_bytes),
-                cost.basis,
-            )
-            p = cfg.profile
-            rt = 0.0
-            sizes = [("infer", b) for b in p.inference_batch_sizes]
-            if m.method == "full":
-                sizes += [("train", b) for b in p.train_batch_sizes]
-            for kind, b in sizes:
-                flops = b * (cost.train if kind == "train" else cost.forward)
-                rate = peak * (EFF_TRAIN if kind == "train" else EFF_INFER)
-                step = flops / rate
-                rt += (
-                    START_TORCH
-                    + load
-                    + (
-                        p.warmup
-                        + max(p.min_repeats, min(p.max_repeats, p.budget_s / max(step, 1e-9)))
-                    )
-                    * step
-                )
-            add(
-                "measure_runtime",
-                START_TORCH + rt,
-                memory_mb(
-                    "measure_runtime_train" if m.method == "full" else "measure_runtime_infer",
-                    cost.weight_bytes,
-                ),
-                cost.basis,
-            )
+            continue
+        cost = costs.get(m.slug)
+        if cost is None:
+            continue
+        load = cost.weight_bytes / LOAD_RATE
+        p = cfg.profile
+        rt = 0.0
+        sizes = [("infer", b) for b in measured["inference_batch_sizes"]]
+        sizes += [("train", b) for b in measured["train_batch_sizes"]]
+        train = cost.train if m.method == "full" else min(cost.train, 2 * cost.forward)
+        for kind, b in sizes:
+            flops = b * (train if kind == "train" else cost.forward)
+            rate = peak * (EFF_TRAIN if kind == "train" else EFF_INFER)
+            step = flops / rate
+            repeats = max(p.min_repeats, min(p.max_repeats, p.budget_s / max(step, 1e-9)))
+            rt += START_TORCH + load + (p.warmup + repeats) * step
+        kind = "train" if measured["train_batch_sizes"] else "infer"
+        add(
+            "measure_runtime",
+            START_TORCH + rt,
+            memory_mb(f"measure_runtime_{kind}", cost.weight_bytes),
+            cost.basis,
+        )
+    for ids in plan.jobs("features"):  # one per base model × task × init
+        m, t = cfg.model(ids["model"]), cfg.task(ids["task"])
+        cost = costs.get(m.slug)
+        if cost is None:
+            continue
+        rows_task = t.max_train + t.val_examples + t.test_size
+        add(
+            "extract_features",
+            START_TORCH
+            + cost.weight_bytes / LOAD_RATE
+            + rows_task * cost.forward / (EFF_INFER * peak),
+            memory_mb("extract_features", cost.weight_bytes),
+            cost.basis,
+        )
+    for _ in plan.jobs("transfer"):
+        add("transfer_scores", START_LIGHT + 2.0, 600.0)
     for _task in cfg.tasks:
         add("prepare_task", START_LIGHT + 3.0, 500.0)
         for _ in cfg.subsample.fractions:
@@ -393,26 +412,7 @@ def estimate(
             # computes no gradient for them: about 2× forward per example instead of 3×
             cost = dataclasses.replace(cost, train=min(cost.train, 2 * cost.forward))
         settings = cfg.finetune_settings(m.slug)
-        rows_task = t.max_train + t.val_examples + t.test_size
         inits = m.init_list
-        needs_features = (m.method == "linear_probe") or (
-            "pretrained" in inits and cost is not None
-        )
-        feature_inits = set(inits) if m.method == "linear_probe" else set()
-        if cost is not None and "pretrained" in inits:
-            feature_inits.add("pretrained")
-        if cost is not None and needs_features:
-            for _ in feature_inits:
-                add(
-                    "extract_features",
-                    START_TORCH
-                    + cost.weight_bytes / LOAD_RATE
-                    + rows_task * cost.forward / (EFF_INFER * peak),
-                    memory_mb("extract_features", cost.weight_bytes),
-                    cost.basis,
-                )
-            if "pretrained" in inits:
-                add("transfer_scores", START_LIGHT + 2.0, 600.0)
         grid = grid_size(m, settings)
 
         largest = subset_size(t.max_train, max(cfg.subsample.fractions))
