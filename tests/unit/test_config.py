@@ -14,7 +14,7 @@ def default() -> dict:
 
 def test_default_and_e2e_configs_are_valid():
     cfg = load_config(default())
-    assert {m.slug for m in cfg.models} >= {
+    assert {m.base for m in cfg.models} >= {
         "minilm-l6",
         "smollm2-135m",
         "mpnet-base",
@@ -59,7 +59,7 @@ def test_unknown_adapter_suggests_a_name():
     ("mutate", "expected"),
     [
         (lambda d: d.update(models=[]), "models: List should have at least 1 item"),
-        (lambda d: d["models"].append(dict(d["models"][0])), "duplicate model slug 'minilm-l6'"),
+        (lambda d: d["models"].append(dict(d["models"][1])), "duplicate model slug 'smollm2-135m'"),
         (
             lambda d: d["subsample"].update(fractions=[0.5, 1.5]),
             "fraction 1.5 is out of range (0, 1]",
@@ -142,7 +142,8 @@ def test_per_model_finetune_overrides_merge():
 def with_methods(methods, **extra) -> dict:
     data = default()
     model = data["models"][0]
-    del model["method"]
+    for key in ("method", "methods", "lora"):
+        model.pop(key, None)
     model.update(methods=methods, **extra)
     return data
 

@@ -33,14 +33,24 @@ def keys(data) -> dict[tuple[str, str, tuple[str, ...]], str]:
     }
 
 
-def readers(rule: str, model: str) -> set[str]:
-    """The rules of a model whose jobs read an output of `rule` (the data flow, written out)."""
+BASES = {m.slug: m.base for m in load_config(default_config(), REPO).models}
+SHARED = {"extract_features", "download_model"}  # one job per base model, for its methods
+
+
+def readers(rule: str, model: str) -> set[tuple[str, str]]:
+    """The (rule, model) jobs that read an output of `rule` of `model` (the data flow, written
+    out); a shared job's model is a base model, read by its methods' jobs."""
     if rule == "finetune":
-        return {"evaluate", "export_check"} | ({"measure_runtime"} if model in CLASSICAL else set())
+        return {("evaluate", model), ("export_check", model)} | (
+            {("measure_runtime", model)} if model in CLASSICAL else set()
+        )
     if rule == "select_hparams":
-        return {"finetune"}
+        return {("finetune", model)}
     if rule == "extract_features":
-        return {"transfer_scores"} | ({"select_hparams", "finetune"} if model in PROBES else set())
+        methods = [m for m, base in BASES.items() if base == model]
+        return {("transfer_scores", m) for m in methods} | {
+            (r, m) for m in methods if m in PROBES for r in ("select_hparams", "finetune")
+        }
     return set()
 
 
@@ -70,9 +80,11 @@ def test_a_setting_changes_the_keys_of_the_jobs_it_reaches_and_of_their_readers(
         if after[rule, model, ids] != key
     }
     have = {(rule, model) for rule, model, _ in before}
-    expected = {(rule, model) for rule in rules for model in models} & have
+    expected = {
+        (rule, BASES[model] if rule in SHARED else model) for rule in rules for model in models
+    } & have
     while True:  # and every job that reads one of theirs
-        more = {(r, m) for rule, m in expected for r in readers(rule, m)} & have
+        more = {job for rule, m in expected for job in readers(rule, m)} & have
         if more <= expected:
             break
         expected |= more
@@ -117,11 +129,12 @@ def test_paths_follow_the_rule_patterns():
 
 def test_methods_share_the_download_and_features_and_nothing_else():
     data = default_config()
-    minilm = data["models"][0]
-    del minilm["method"]
-    minilm["methods"] = ["full", "lora", "linear_probe"]
+    assert data["models"][0]["methods"] == ["full", "lora", "linear_probe"]
     plan = Plan(load_config(data, REPO))
-    single = Plan(load_config(default_config(), REPO))
+    minilm = data["models"][0]
+    del minilm["methods"], minilm["lora"]
+    minilm["method"] = "full"
+    single = Plan(load_config(data, REPO))
     methods = ["minilm-l6.full", "minilm-l6.lora", "minilm-l6.linear_probe"]
 
     def models(stage, p=plan):

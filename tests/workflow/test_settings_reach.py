@@ -17,8 +17,8 @@ from ptmeval.workflow import (
 )
 from tests.conftest import REPO
 
-TEXT_FULL = {"minilm-l6"}
-TEXT_PROBES = {"smollm2-135m", "mpnet-base"}
+TEXT_FULL = {"minilm-l6.full", "minilm-l6.lora"}  # the default adapts MiniLM-L6 three ways
+TEXT_PROBES = {"minilm-l6.linear_probe", "smollm2-135m", "mpnet-base"}
 CLASSICAL = {"tfidf-logreg"}
 IMAGE_FULL = {"efficientnet-lite0"}
 IMAGE_PROBES = {"efficientnet-lite1", "efficientnet-lite2"}
