@@ -35,7 +35,8 @@ from ptmeval.training import finetune, load_for_task, set_threads
 def hf_trainer_seconds(
     job: FinetuneJob, texts: list[str], labels: np.ndarray, out: Path, precision: str
 ) -> float:
-    """Wall time of `Trainer.train()` on the same data (tokenised up front, dynamic padding)."""
+    """Wall time of `Trainer.train()` on the same data (tokenised up front, dynamic padding);
+    a `method: lora` job's model gets the same LoRA adapters through PEFT first."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -50,6 +51,12 @@ def hf_trainer_seconds(
     model = AutoModelForSequenceClassification.from_pretrained(
         SNAPSHOT, num_labels=int(labels.max()) + 1
     )
+    if job.method == "lora":
+        from peft import get_peft_model
+
+        from ptmeval.training.lora import lora_config
+
+        model = get_peft_model(model, lora_config(job, model))
     enc = tokenizer(texts, truncation=True, max_length=s.max_length)
     data = [
         {"input_ids": i, "attention_mask": m, "labels": int(y)}
