@@ -22,10 +22,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from minilm_bbc import SNAPSHOT, minilm_bbc_config, minilm_bbc_job
+from minilm_bbc import (
+    SNAPSHOT,
+    comparison_settings,
+    job_arguments,
+    minilm_bbc_config,
+    minilm_bbc_job,
+)
 
 from ptmeval.compute import cpu_has_bf16
-from ptmeval.config import FinetuneSettings
 from ptmeval.estimate import matmul_peak_flops
 from ptmeval.jobs import FinetuneJob
 from ptmeval.profiling import train_step_flops
@@ -89,12 +94,7 @@ def hf_trainer_seconds(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--examples", type=int, default=160)
-    parser.add_argument("--max-length", type=int, default=48)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser = job_arguments(repeats=4)
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     args = parser.parse_args()
     set_threads(args.threads)
@@ -115,19 +115,7 @@ def main() -> None:
 def run(args: argparse.Namespace, precision: str) -> None:
     print(f"\n## {precision}")
     cfg = minilm_bbc_config(args.examples, 16, 16)
-    settings = FinetuneSettings(
-        epochs=args.epochs,
-        batch_size=16,
-        lr=1e-4,
-        max_length=args.max_length,
-        checkpoint_every_steps=0,
-        min_steps=1,
-        eval_points=1,
-        patience=0,
-        device="cpu",
-        precision=precision,
-    )
-    job, data, subset = minilm_bbc_job(cfg, settings)
+    job, data, subset = minilm_bbc_job(cfg, comparison_settings(args, 1e-4, precision))
     train = data.set_index("row_id").loc[subset["row_id"]]
     out = Path("benchmarks/out/finetune")
     n = args.examples * args.epochs

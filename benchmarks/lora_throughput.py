@@ -16,47 +16,36 @@ whole model), from the ptmeval runs' histories.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 from finetune_throughput import hf_trainer_seconds
-from minilm_bbc import SNAPSHOT, minilm_bbc_config, minilm_bbc_job
+from minilm_bbc import (
+    SNAPSHOT,
+    comparison_settings,
+    job_arguments,
+    minilm_bbc_config,
+    minilm_bbc_job,
+)
 
-from ptmeval.config import FinetuneSettings, LoraSettings
+from ptmeval.config import LoraSettings
 from ptmeval.training import finetune, set_threads
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--examples", type=int, default=160)
-    parser.add_argument("--max-length", type=int, default=48)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser = job_arguments(repeats=2)
     parser.add_argument("--r", type=int, default=8)
     args = parser.parse_args()
     set_threads(args.threads)
     cfg = minilm_bbc_config(args.examples, 16, 16)
-
-    def settings(lr: float) -> FinetuneSettings:
-        return FinetuneSettings(
-            epochs=args.epochs,
-            batch_size=16,
-            lr=lr,
-            max_length=args.max_length,
-            checkpoint_every_steps=0,
-            min_steps=1,
-            eval_points=1,
-            patience=0,
-            device="cpu",
-            precision="fp32",
-        )
-
-    full, data, subset = minilm_bbc_job(cfg, settings(1e-4))
+    full, data, subset = minilm_bbc_job(cfg, comparison_settings(args, 1e-4, "fp32"))
     lora_settings = LoraSettings(r=args.r, alpha=2 * args.r)
     lora = full.model_copy(
-        update={"method": "lora", "lora": lora_settings, "finetune": settings(1e-3)}
+        update={
+            "method": "lora",
+            "lora": lora_settings,
+            "finetune": comparison_settings(args, 1e-3, "fp32"),
+        }
     )
     train = data.set_index("row_id").loc[subset["row_id"]]
     texts, labels = train["text"].tolist(), train["label"].to_numpy()
