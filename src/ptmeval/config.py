@@ -695,15 +695,10 @@ class Config(_Strict):
                 )
         for entry in self.models:  # settings that span keys, once the overrides are merged
             try:
-                settings = self.finetune_settings(entry.slug)
+                self.finetune_settings(entry.slug)
             except ValidationError as err:
                 first = err.errors()[0]["msg"].removeprefix("Value error, ")
                 raise ValueError(f"models '{entry.slug}'.finetune: {first}") from None
-            if entry.method == "lora" and settings.engine == "deepspeed":
-                raise ValueError(
-                    f"models '{entry.slug}': method lora runs on the plain PyTorch path; "
-                    "engine deepspeed is for full fine-tuning"
-                )
         return self
 
     # ------------------------------------------------------------ derived

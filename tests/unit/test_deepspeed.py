@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from ptmeval.config import FinetuneSettings, parse_config
+from ptmeval.config import FinetuneSettings, LoraSettings, parse_config
 from ptmeval.errors import ConfigError, PtmevalError
 from ptmeval.evaluation import evaluate, probs_table
 from ptmeval.jobs import FinetuneJob
@@ -227,3 +227,41 @@ def test_worker_failure_is_reported(setup, tmp_path):
     empty.mkdir()
     with pytest.raises(PtmevalError, match=r"(?s)failed \(exit status 1\).*rank 0: "):
         finetune(job(0, engine="deepspeed"), data, subset, tmp_path / "out", snapshot=empty)
+
+
+@pytest.mark.slow
+def test_lora_on_zero2_reproduces_the_plain_lora_path(setup, plain):
+    """LoRA adapters on DeepSpeed (ZeRO-2, one process): the plain path's losses, trainable
+    parameters and adapter, and merged weights the export check reloads like any model's; and
+    on ZeRO-3 in two processes."""
+    root, data, subset = setup
+    lora = {"method": "lora", "lora": LoraSettings(r=4, alpha=8)}
+    runs = {}
+    for name, j in (
+        ("lora-plain", job(0).model_copy(update=lora)),
+        ("lora-zero2", job(0, engine="deepspeed", zero_stage=2).model_copy(update=lora)),
+    ):
+        out = root / name
+        history, probs = finetune(j, data, subset, out, snapshot=root / "snap", threads=1)
+        adapter = out / "adapter" / "adapter_model.safetensors"
+        assert adapter.exists(), name
+        runs[name] = (history, probs, weight_keys(out))
+    (plain_h, plain_p, plain_keys), (ds_h, ds_p, ds_keys) = runs.values()
+    assert list(ds_h.columns) == list(plain_h.columns)
+    np.testing.assert_allclose(ds_h["train_loss"], plain_h["train_loss"], rtol=1e-3)
+    assert (ds_h["trainable_params"] == plain_h["trainable_params"]).all()
+    assert ds_h["trainable_params"].iloc[0] < plain[0][0]["trainable_params"].iloc[0] / 100
+    assert ds_h["task_bytes"].iloc[0] == plain_h["task_bytes"].iloc[0]  # the adapter's size
+    assert ds_keys == plain_keys == plain[0][2]  # merged: a plain model's weights
+    np.testing.assert_allclose(ds_p, plain_p, atol=1e-3)  # scored from the merged weights
+    # ZeRO-3 over two processes partitions the frozen base as well
+    j = job(0, engine="deepspeed", zero_stage=3, gpus_per_job=2, gradient_accumulation=2)
+    out = root / "lora-zero3"
+    history, _ = finetune(
+        j.model_copy(update=lora), data, subset, out, snapshot=root / "snap", threads=2
+    )
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert (history["trainable_params"] == plain_h["trainable_params"]).all()
+    assert history["task_bytes"].iloc[0] == plain_h["task_bytes"].iloc[0]
+    assert weight_keys(out) == plain[0][2]

@@ -151,7 +151,6 @@ RESNET = {"slug": "r18", "adapter": "torchvision-image", "options": {"architectu
     [
         ({**RESNET, "method": "lora", "inits": ["scratch"]}, "method 'lora' is not supported"),
         ({**MINILM, "method": "full"}, "'lora' settings are for method lora, not 'full'"),
-        ({**MINILM, "finetune": {"engine": "deepspeed"}}, "engine deepspeed is for full"),
         ({**MINILM, "lora": {"r": 0}}, "greater than or equal to 1"),
         ({**MINILM, "lora": {"rank": 8}}, "unknown key"),
     ],

@@ -106,7 +106,13 @@ def finetune(
         # DeepSpeed's workers train in fp32, on GPUs with use_gpus (ptmeval.training.ds_engine)
         history["device"] = "cuda" if job.finetune.use_gpus else "cpu"
         history["precision"] = "fp32"
-        history["task_bytes"] = stored_bytes(out / WEIGHTS_FILE)  # as the plain path's
+        # stored per extra task, last as in the plain path's: a LoRA worker wrote its
+        # adapter's size, a full fine-tune stores its weights
+        history["task_bytes"] = (
+            history.pop("task_bytes")
+            if "task_bytes" in history
+            else stored_bytes(out / WEIGHTS_FILE)
+        )
         probs = saved_model_probs(job, data, test, out, snapshot, threads)
         if not keep_weights:
             (out / WEIGHTS_FILE).unlink()

@@ -428,6 +428,10 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
 
     seed_everything(job.seed)
     loaded = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), job.init)
+    if job.method == "lora":  # the adapters and the head train; ZeRO holds the frozen base too
+        from ptmeval.training.lora import apply_lora
+
+        apply_lora(loaded, job)
     model = loaded.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train = pd.read_parquet(spec["train"])
@@ -479,10 +483,19 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
     if strategy.agree(best is None):  # no validation point improved: the last weights (rank 0
         best = strategy.snapshot()  # decides, so that every rank joins a ZeRO-3 gather)
     if rank == 0:
-        fresh = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), "scratch").model
-        fresh.load_state_dict(best)
-        save_model(fresh, str(Path(spec["out_dir"]) / WEIGHTS_FILE))
-        pd.DataFrame(progress.rows).to_parquet(spec["history"])
+        out = Path(spec["out_dir"])
+        fresh = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), "scratch")
+        history = pd.DataFrame(progress.rows)
+        if job.method == "lora":  # as the plain path: the adapter, then the merged weights
+            from ptmeval.training.lora import apply_lora, merge, save_adapter
+
+            apply_lora(fresh, job).model.load_state_dict(best)
+            history["task_bytes"] = save_adapter(fresh, out)
+            fresh = merge(fresh)
+        else:
+            fresh.model.load_state_dict(best)
+        save_model(fresh.model, str(out / WEIGHTS_FILE))
+        history.to_parquet(spec["history"])
     dist.barrier()
 
 
