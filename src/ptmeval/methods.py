@@ -152,7 +152,7 @@ def _with_tests(out: pd.DataFrame, ranks: pd.DataFrame, pairwise: Any) -> pd.Dat
             test = _pair(pairs, task, best_system, this["system"])
             if test is None:
                 continue
-            out.at[idx, "diff_vs_best"] = -float(test["diff"]) * test["sign"]
+            out.at[idx, "diff_vs_best"] = -float(test["diff"]) * test["sign"] + 0.0  # no -0.0
             low, high = float(test["diff_ci_low"]), float(test["diff_ci_high"])
             out.at[idx, "diff_lo"], out.at[idx, "diff_hi"] = (
                 (-high, -low) if test["sign"] > 0 else (low, high)

@@ -303,6 +303,7 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("params_published_total", "published size (backbone + source head)", count),
                 ("params_trainable_full", "trainable (full)", count),
                 ("params_trainable_linear_probe", "trainable (linear probe)", count),
+                ("params_trainable_lora", "trainable (LoRA)", count),
                 ("bytes_on_disk_by_format", "on disk, by format/dtype", text),
                 ("safetensors", "safetensors", text),
                 ("weights_fp32_bytes", "in memory fp32 (MB)", mega),

@@ -244,3 +244,10 @@ def test_what_methods_share_is_repeated_under_each_of_them():
         "m.linear_probe",
         "m.lora",
     ]
+
+
+def test_an_equal_score_reads_as_zero_not_minus_zero():
+    t = tables()
+    t["pairwise"].loc[0, "diff"] = 0.0
+    top = method_comparison(t, BASES, "accuracy").query("n_train == 20").set_index("model")
+    assert str(top.loc["m.lora", "diff_vs_best"]) == "0.0"
