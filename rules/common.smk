@@ -135,11 +135,7 @@ def get_task_files(wildcards):
 
 def get_finetune_mem_mb(wildcards, attempt):
     model = wildcards.model
-    snapshot = (
-        PLAN.path("download", "snapshot", {"model": CFG.model(model).base})
-        if model in NEURAL
-        else None
-    )
+    snapshot = PLAN.snapshot(model) if model in NEURAL else None
     return finetune_mem_mb(CFG, model, attempt, snapshot)
 
 

@@ -19,7 +19,7 @@ from ptmeval import deployment as deploy
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.findings import FAILED_COLUMN, is_failure_table
 from ptmeval.io import read_provenance, read_table
-from ptmeval.methods import method_comparison
+from ptmeval.methods import borrow_scratch, for_every_method, method_comparison, shared_inference
 from ptmeval.transfer import frechet_diag, score_predictions
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def fine_tune_cost(history: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     last = history.sort_values("epoch").groupby([*KEYS, "fraction", "seed"], as_index=False).last()
     columns = [*KEYS, "fraction", "seed", "n_train", "epoch", "wall_s", "samples_seen", "diverged"]
-    return last[columns + (["trainable_params"] if "trainable_params" in last else [])]
+    columns += [c for c in ("trainable_params", "task_bytes") if c in last]
+    return last[columns]
 
 
 def final_scores(results: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -683,48 +684,6 @@ def aggregate(
             f"declared but not made {sorted(set(AGGREGATE_TABLES) - set(tables))}"
         )
     return tables
-
-
-def shared_inference(runtime: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
-    """The runtime table with a base model's inference rows (measured once, under its first
-    method: one network at inference whatever the method) repeated under its other methods."""
-    if runtime.empty or "mode" not in runtime:
-        return runtime
-    inference = runtime["mode"] == "inference"
-    shared = for_every_method(runtime[inference], bases)
-    return pd.concat([shared, runtime[~inference]], ignore_index=True)
-
-
-def for_every_method(frame: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
-    """A table of what a base model's methods share (the frozen weights' scores, the network's
-    inference), measured under one of its methods, repeated under each of its other methods."""
-    if frame.empty or not bases or "model" not in frame:
-        return frame
-    extra = [
-        frame[frame["model"] == scored].assign(model=other)
-        for scored in frame["model"].unique()
-        for other, base in bases.items()
-        if base == bases.get(scored) and other != scored and other not in set(frame["model"])
-    ]
-    return pd.concat([frame, *extra], ignore_index=True) if extra else frame
-
-
-def borrow_scratch(frame: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
-    """`frame` (rows with model, method, init) plus, for each model without scratch rows whose
-    base model has a method with them, a copy of those rows under its name and method."""
-    if frame.empty or not bases or "init" not in frame:
-        return frame
-    scratch = frame[frame["init"] == "scratch"]
-    has = set(scratch["model"])
-    extra = []
-    for model, method in frame[["model", "method"]].drop_duplicates().itertuples(index=False):
-        if model in has:
-            continue
-        siblings = [m for m, b in bases.items() if b == bases.get(model) and m in has]
-        if siblings:
-            rows = scratch[scratch["model"] == siblings[0]]
-            extra.append(rows.assign(model=model, method=method))
-    return pd.concat([frame, *extra], ignore_index=True) if extra else frame
 
 
 def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataFrame:

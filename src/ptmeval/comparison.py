@@ -59,6 +59,7 @@ __all__ = [
     "paired_bootstrap",
     "pairwise_comparisons",
     "rank_intervals",
+    "paired_test",
     "system_label",
 ]
 
@@ -340,6 +341,20 @@ def five_by_two_cv_f_test(diffs: npt.ArrayLike) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 # Systems from a predictions table
 # --------------------------------------------------------------------------------------------
+
+
+def paired_test(pairwise: pd.DataFrame, task: str, a: str, b: str) -> dict[str, Any] | None:
+    """The `pairwise` row of systems a and b on a task (stored either way round), with
+    ``sign`` +1 when it is stored as (a, b), so that ``sign * diff`` is acc(a) - acc(b); None
+    when the two were not compared."""
+    if pairwise.empty:
+        return None
+    on_task = pairwise[pairwise["task"] == task]
+    for sign, (x, y) in ((1, (a, b)), (-1, (b, a))):
+        hit = on_task[(on_task["system_a"] == x) & (on_task["system_b"] == y)]
+        if len(hit):
+            return {**hit.iloc[0].to_dict(), "sign": sign}
+    return None
 
 
 def system_label(model: str, init: str, method: str) -> str:

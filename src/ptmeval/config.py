@@ -710,7 +710,8 @@ class Config(_Strict):
             m for m in self.models if m.base == slug
         ]
         if not found:
-            raise StopIteration(slug)
+            known = ", ".join(m.slug for m in self.models)
+            raise ConfigError(f"no model '{slug}' in this config (its models: {known})")
         return found[0]
 
     def methods_of(self, base: str) -> list[ModelEntry]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptmeval.comparison import RANK_COLUMNS
+from ptmeval.comparison import RANK_COLUMNS, paired_test
 
 CONSTRAINTS: dict[str, tuple[str, str, str]] = {
     # name -> (scorecard sub-measure or cost column, what it is, how it reads in a sentence)
@@ -55,9 +55,10 @@ def system_costs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     change the architecture); `adapt_s` is the mean fine-tune wall time over seeds
     (`finetune_cost`), plus, for a linear probe, the feature extraction it needs: the measured
     extraction time of the task's rows (`transfer.features_wall_s`) prorated to the training and
-    validation examples; `storage_mb` is the trainable parameters × 4 bytes (what one more task
-    adds: the whole model for a full fine-tune, the head for a probe, the coefficients for a
-    classical baseline)."""
+    validation examples; `storage_mb` is what one more task adds, in MB (10^6 bytes, as the
+    report's other sizes): the bytes the fine-tune stored (`task_bytes`: the whole model for a
+    full fine-tune, the adapter for LoRA, the head for a probe), or, where they were not
+    recorded (a classical baseline's coefficients), the trainable parameters × 4 bytes."""
     cost = tables.get("finetune_cost", pd.DataFrame())
     if cost.empty:
         return pd.DataFrame()
@@ -66,6 +67,8 @@ def system_costs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     agg: dict[str, Any] = {"n_train": ("n_train", "max"), "fit_s": ("wall_s", "mean")}
     if "trainable_params" in top:
         agg["trainable_params"] = ("trainable_params", "max")
+    if "task_bytes" in top:
+        agg["task_bytes"] = ("task_bytes", "mean")
     out = top.groupby(keys, as_index=False).agg(**agg)
     out["features_s"] = 0.0
     transfer = tables.get("transfer", pd.DataFrame())
@@ -89,7 +92,9 @@ def system_costs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             share = (out.at[i, "n_train"] + val.get(task, 0)) / rows.get(task, np.nan)
             out.at[i, "features_s"] = float(seconds) * min(float(share), 1.0)
     out["adapt_s"] = out["fit_s"] + out["features_s"]
-    out["storage_mb"] = out["trainable_params"] * 4 / 2**20 if "trainable_params" in out else np.nan
+    params = out["trainable_params"] * 4 if "trainable_params" in out else np.nan
+    stored = out["task_bytes"] if "task_bytes" in out else pd.Series(np.nan, index=out.index)
+    out["storage_mb"] = stored.fillna(params) / 1e6
     return out
 
 
@@ -115,23 +120,19 @@ def decisions(
         best = str(group.at[0, "system"])
         rows = group[KEPT].copy()
         rows["best"] = rows["system"] == best
-        pairs = pairwise[pairwise["task"] == task] if len(pairwise) else pairwise
         p_vs_best, tied = [], []
         for system in rows["system"]:
             if system == best:
                 p_vs_best.append(np.nan)
                 tied.append(True)
                 continue
-            pair = pairs[
-                ((pairs["system_a"] == best) & (pairs["system_b"] == system))
-                | ((pairs["system_a"] == system) & (pairs["system_b"] == best))
-            ]
-            if pair.empty:  # no paired test: not separated from the best
+            pair = paired_test(pairwise, str(task), best, str(system))
+            if pair is None:  # no paired test: not separated from the best
                 p_vs_best.append(np.nan)
                 tied.append(True)
                 continue
-            p_vs_best.append(float(pair["mcnemar_p_holm"].iloc[0]))
-            tied.append(not bool(pair["significant"].iloc[0]))
+            p_vs_best.append(float(pair["mcnemar_p_holm"]))
+            tied.append(not bool(pair["significant"]))
         rows["p_vs_best"] = p_vs_best
         rows["tied"] = tied
         rows["constraint"] = constraint
@@ -181,6 +182,10 @@ def _cost(row: pd.Series, column: str, costs: pd.DataFrame, runtime: pd.DataFram
         & (costs["method"] == row["method"])
     ]
     return float(hit[column].iloc[0]) if len(hit) else float("nan")
+
+
+def _mb(value: float) -> str:
+    return "not measured" if pd.isna(value) else f"{value:.3g} MB"
 
 
 def _p(value: float) -> str:
@@ -244,8 +249,8 @@ def sentence(rows: pd.DataFrame) -> str:
                 parts.append(
                     f"By the stated constraint, {what}, {pick['system']} and {best['system']} "
                     f"cost the same ({cost(pick)}); of them {pick['system']} stores the least per "
-                    f"extra task ({pick['storage_mb']:.3g} MB against "
-                    f"{best['storage_mb']:.3g} MB): build on {pick['system']}."
+                    f"extra task ({_mb(pick['storage_mb'])} against {_mb(best['storage_mb'])}): "
+                    f"build on {pick['system']}."
                 )
             else:
                 ratio = best["cost"] / pick["cost"] if pick["cost"] > 0 else np.nan

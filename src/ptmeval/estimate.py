@@ -299,6 +299,15 @@ def model_cost(cfg: Config, slug: str, cache: Path | None) -> ModelCost | None:
     return _image_cost(entry, settings)
 
 
+def method_cost(cost: ModelCost, method: str) -> ModelCost:
+    """A model's cost as `method` trains it: LoRA's backward pass still propagates through the
+    frozen weights (1× forward) but computes no gradient for them: about 2× forward per
+    example instead of 3×."""
+    if method != "lora":
+        return cost
+    return dataclasses.replace(cost, train=min(cost.train, 2 * cost.forward))
+
+
 def estimate(
     cfg: Config,
     cache: Path | None = Path("results"),
@@ -368,7 +377,7 @@ def estimate(
         rt = 0.0
         sizes = [("infer", b) for b in measured["inference_batch_sizes"]]
         sizes += [("train", b) for b in measured["train_batch_sizes"]]
-        train = cost.train if m.method == "full" else min(cost.train, 2 * cost.forward)
+        train = method_cost(cost, m.method).train
         for kind, b in sizes:
             flops = b * (train if kind == "train" else cost.forward)
             rate = peak * (EFF_TRAIN if kind == "train" else EFF_INFER)
@@ -407,10 +416,8 @@ def estimate(
         if m.slug in skipped:
             continue
         cost = costs[m.slug]
-        if cost is not None and m.method == "lora":
-            # LoRA's backward pass still propagates through the frozen weights (1× forward) but
-            # computes no gradient for them: about 2× forward per example instead of 3×
-            cost = dataclasses.replace(cost, train=min(cost.train, 2 * cost.forward))
+        if cost is not None:
+            cost = method_cost(cost, m.method)
         settings = cfg.finetune_settings(m.slug)
         inits = m.init_list
         grid = grid_size(m, settings)

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ptmeval.comparison import paired_test
+from ptmeval.decision import system_costs
+
 COLUMNS = [
     "base",
     "model",
@@ -64,27 +67,23 @@ def _train_step(runtime: pd.DataFrame) -> pd.DataFrame:
     ).reindex(columns=columns)
 
 
-def _costs(history: pd.DataFrame, cost: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _costs(tables: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per model × task × size: mean fine-tune wall time; per model × task: trainable
-    parameters and bytes stored per extra task."""
+    parameters and MB stored per extra task (`ptmeval.decision.system_costs`, the costs the
+    recommendation reads)."""
     keys = ["model", "task", "n_train"]
     time = pd.DataFrame(columns=[*keys, "finetune_s"])
+    cost = tables.get("finetune_cost", pd.DataFrame())
     if not cost.empty:
         pretrained = cost[cost["init"] == "pretrained"]
         time = pretrained.groupby(keys, as_index=False)["wall_s"].mean()
         time = time.rename(columns={"wall_s": "finetune_s"})
-    store = pd.DataFrame(columns=["model", "task", "trainable_params", "task_mb"])
-    if not history.empty:
-        last = history[history["init"] == "pretrained"].sort_values("epoch")
-        last = last.groupby(["model", "task", "fraction", "seed"], as_index=False).last()
-        agg: dict[str, Any] = {}
-        if "trainable_params" in last:
-            agg["trainable_params"] = ("trainable_params", "max")
-        if "task_bytes" in last:
-            agg["task_mb"] = ("task_bytes", lambda b: float(np.nanmean(b)) / 1e6)
-        if agg:
-            store = last.groupby(["model", "task"], as_index=False).agg(**agg)
-    return time, store.reindex(columns=["model", "task", "trainable_params", "task_mb"])
+    columns = ["model", "task", "trainable_params", "task_mb"]
+    store = system_costs(tables)
+    if store.empty:
+        return time, pd.DataFrame(columns=columns)
+    store = store[store["init"] == "pretrained"].rename(columns={"storage_mb": "task_mb"})
+    return time, store.reindex(columns=columns)
 
 
 def method_comparison(
@@ -93,7 +92,8 @@ def method_comparison(
     """The comparison table (`COLUMNS`), for the base models with more than one method.
 
     ``bases`` maps each model slug to its base model's slug; ``tables`` are the aggregate's
-    ``learning_curve``, ``finetune_cost``, ``history``, ``runtime``, ``ranks``, ``pairwise``.
+    ``learning_curve``, ``finetune_cost``, ``runtime``, ``ranks``, ``pairwise`` (and what
+    `system_costs` reads).
     Scores are of the pretrained init (the methods other than full have no other)."""
     several = {base for base in set(bases.values()) if sum(b == base for b in bases.values()) > 1}
     curve = tables.get("learning_curve", pd.DataFrame())
@@ -106,9 +106,7 @@ def method_comparison(
         return pd.DataFrame(columns=COLUMNS)
     out = curve.rename(columns={"mean": "score", "min": "score_min", "max": "score_max"})
     out["largest"] = out["n_train"] == out.groupby(["base", "task"])["n_train"].transform("max")
-    time, store = _costs(
-        tables.get("history", pd.DataFrame()), tables.get("finetune_cost", pd.DataFrame())
-    )
+    time, store = _costs(tables)
     out = out.merge(time, on=["model", "task", "n_train"], how="left")
     out = out.merge(store, on=["model", "task"], how="left")
     out = out.merge(_train_step(tables.get("runtime", pd.DataFrame())), on="model", how="left")
@@ -149,7 +147,7 @@ def _with_tests(out: pd.DataFrame, ranks: pd.DataFrame, pairwise: Any) -> pd.Dat
                 out.at[idx, "diff_vs_best"] = 0.0
                 out.at[idx, "tied_with_best"] = True
                 continue
-            test = _pair(pairs, task, best_system, this["system"])
+            test = paired_test(pairs, task, best_system, this["system"])
             if test is None:
                 continue
             out.at[idx, "diff_vs_best"] = -float(test["diff"]) * test["sign"] + 0.0  # no -0.0
@@ -160,19 +158,6 @@ def _with_tests(out: pd.DataFrame, ranks: pd.DataFrame, pairwise: Any) -> pd.Dat
             out.at[idx, "p_vs_best"] = test["mcnemar_p_holm"]
             out.at[idx, "tied_with_best"] = not bool(test["significant"])
     return out
-
-
-def _pair(pairs: pd.DataFrame, task: str, a: str, b: str) -> dict[str, Any] | None:
-    """The paired test of systems a and b on a task; sign +1 when it is stored as (a, b), so
-    that ``sign * diff`` is acc(a) - acc(b)."""
-    if pairs.empty:
-        return None
-    on_task = pairs[pairs["task"] == task]
-    for sign, (x, y) in ((1, (a, b)), (-1, (b, a))):
-        hit = on_task[(on_task["system_a"] == x) & (on_task["system_b"] == y)]
-        if len(hit):
-            return {**hit.iloc[0].to_dict(), "sign": sign}
-    return None
 
 
 def _mb(value: float) -> str:
@@ -221,3 +206,48 @@ def summaries(table: pd.DataFrame) -> list[str]:
             + "."
         )
     return out
+
+
+# ---------------------------------------------- what the methods of one base model share
+
+
+def shared_inference(runtime: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
+    """The runtime table with a base model's inference rows (measured once, under its first
+    method: one network at inference whatever the method) repeated under its other methods."""
+    if runtime.empty or "mode" not in runtime:
+        return runtime
+    inference = runtime["mode"] == "inference"
+    shared = for_every_method(runtime[inference], bases)
+    return pd.concat([shared, runtime[~inference]], ignore_index=True)
+
+
+def for_every_method(frame: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
+    """A table of what a base model's methods share (the frozen weights' scores, the network's
+    inference), measured under one of its methods, repeated under each of its other methods."""
+    if frame.empty or not bases or "model" not in frame:
+        return frame
+    extra = [
+        frame[frame["model"] == scored].assign(model=other)
+        for scored in frame["model"].unique()
+        for other, base in bases.items()
+        if base == bases.get(scored) and other != scored and other not in set(frame["model"])
+    ]
+    return pd.concat([frame, *extra], ignore_index=True) if extra else frame
+
+
+def borrow_scratch(frame: pd.DataFrame, bases: dict[str, str]) -> pd.DataFrame:
+    """`frame` (rows with model, method, init) plus, for each model without scratch rows whose
+    base model has a method with them, a copy of those rows under its name and method."""
+    if frame.empty or not bases or "init" not in frame:
+        return frame
+    scratch = frame[frame["init"] == "scratch"]
+    has = set(scratch["model"])
+    extra = []
+    for model, method in frame[["model", "method"]].drop_duplicates().itertuples(index=False):
+        if model in has:
+            continue
+        siblings = [m for m, b in bases.items() if b == bases.get(model) and m in has]
+        if siblings:
+            rows = scratch[scratch["model"] == siblings[0]]
+            extra.append(rows.assign(model=model, method=method))
+    return pd.concat([frame, *extra], ignore_index=True) if extra else frame

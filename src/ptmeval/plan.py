@@ -335,6 +335,10 @@ class Plan:
     def path(self, stage: str, name: str, ids: dict[str, str]) -> str:
         return f"{self.root}/{stage}/{self.folder(stage, ids)}/{FILES[stage][name]}"
 
+    def snapshot(self, model: str) -> str:
+        """The downloaded snapshot a model's jobs read (its base model's: methods share it)."""
+        return self.path("download", "snapshot", {"model": self.cfg.model(model).base})
+
     def benchmark(self, stage: str, ids: dict[str, str]) -> str:
         return f"{self.root}/benchmarks/{RULE[stage]}/{self.folder(stage, ids)}.tsv"
 

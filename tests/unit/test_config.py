@@ -207,3 +207,9 @@ def test_an_expanded_slug_or_base_may_not_be_taken_twice():
     data = with_methods(["full", "lora"])
     data["models"].append({**data["models"][1], "slug": "minilm-l6"})
     assert "'minilm-l6' is both a model and the base of another's methods" in error_of(data)
+
+
+def test_an_unknown_model_slug_is_named_with_the_config_s_models():
+    cfg = parse_config(default())
+    with pytest.raises(ConfigError, match=r"no model 'nosuch' in this config \(its models: minilm"):
+        cfg.model("nosuch")

@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptmeval.aggregate import borrow_scratch
 from ptmeval.comparison import system_label
-from ptmeval.methods import COLUMNS, method_comparison, summaries
+from ptmeval.methods import COLUMNS, borrow_scratch, method_comparison, summaries
 
 BASES = {"m.full": "m", "m.lora": "m", "m.linear_probe": "m", "other": "other"}
 METHOD = {"m.full": "full", "m.lora": "lora", "m.linear_probe": "linear_probe", "other": "full"}
@@ -104,9 +103,22 @@ def tables() -> dict[str, pd.DataFrame]:
             for s in (0, 1)
         ]
     )
+    stored = {
+        m: (int(g["trainable_params"].max()), int(g["task_bytes"].max()))
+        for m, g in history.groupby("model")
+    }
     cost = pd.DataFrame(
         [
-            {"model": m, "task": "t", "init": "pretrained", "n_train": n, "wall_s": w}
+            {
+                "model": m,
+                "task": "t",
+                "init": "pretrained",
+                "method": METHOD[m],
+                "n_train": n,
+                "wall_s": w,
+                "trainable_params": stored[m][0],
+                "task_bytes": stored[m][1],
+            }
             for m, w in (("m.full", 10.0), ("m.lora", 6.0), ("m.linear_probe", 0.5))
             for n in (10, 20)
         ]
@@ -218,7 +230,7 @@ def test_methods_without_scratch_borrow_their_base_s_scratch_rows():
 
 
 def test_what_methods_share_is_repeated_under_each_of_them():
-    from ptmeval.aggregate import for_every_method, shared_inference
+    from ptmeval.methods import for_every_method, shared_inference
 
     runtime = pd.DataFrame(
         [

@@ -226,7 +226,7 @@ def test_equal_costs_are_broken_by_the_storage_per_extra_task():
     assert by.at[b, "chosen"] and not by.at[a, "chosen"]
     text = decision.sentence(table)
     assert f"{b} and {a} cost the same (10 ms per example)" in text
-    assert f"of them {b} stores the least per extra task (0.00381 MB against 3.81 MB)" in text
+    assert f"of them {b} stores the least per extra task (0.004 MB against 4 MB)" in text
 
 
 def test_the_constraint_changes_the_pick_and_an_unmeasured_cost_is_never_picked():

@@ -121,3 +121,20 @@ def test_linear_probe_on_cached_features(setup):
     metrics, _ = evaluate(j, probs_table(j, data, probs, len(subset)))
     acc = metrics.set_index("metric").loc["accuracy", "value"]
     assert 0.0 <= acc <= 1.0
+
+
+def test_stored_bytes_are_the_tensors_bytes_read_from_the_header(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ptmeval.training import stored_bytes
+
+    tensors = {
+        "w": torch.ones(3, 4),
+        "ids": torch.ones(5, dtype=torch.int64),
+        "half": torch.ones(2, 2, dtype=torch.bfloat16),
+    }
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    loaded = load_file(str(path)).values()
+    assert stored_bytes(path) == sum(t.numel() * t.element_size() for t in loaded) == 48 + 40 + 8
