@@ -43,11 +43,11 @@ def snapshot(cfg, slug: str, scratch: Path) -> tuple[Path, pd.DataFrame]:
 def ort_vs_eager(job: ModelJob, snap: Path, threads: int) -> dict:
     """Eager vs onnxruntime latency of the model (pretrained weights, 2-class head) at batch 1/32,
     side by side in this process, on synthetic full-size inputs."""
-    from ptmeval.export import _LogitsModule
+    from ptmeval.export import logits_module
 
     seed_everything(0)
     loaded = load_for_task(job, snap, 2, "pretrained")
-    module = _LogitsModule(loaded)
+    module = logits_module(loaded)
     arrays = [t.numpy() for t in loaded.example_batch(64).values()]
     target = np.zeros(64, dtype=int)
     row = check_module(module, arrays, target, input_names(loaded), threads, (1, 32))

@@ -63,7 +63,7 @@ def build_model(job: FinetuneJob, snapshot: Path, model_dir: Path, labels: int) 
     if job.method in ("full", "lora"):  # a LoRA fine-tune's weights are saved merged
         loaded = load_finetuned(job, snapshot, model_dir, labels)
         loaded.model.eval()
-        return _LogitsModule(loaded), loaded
+        return logits_module(loaded), loaded
     loaded = load_for_task(job, snapshot, labels, job.init)
     loaded.model.eval()
     head = np.load(model_dir / HEAD_FILE, allow_pickle=False)
@@ -82,7 +82,7 @@ def build_model(job: FinetuneJob, snapshot: Path, model_dir: Path, labels: int) 
     with torch.no_grad():
         linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
         linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-    return _ProbeModule(loaded, linear), loaded
+    return probe_module(loaded, linear), loaded
 
 
 def input_names(loaded: Any) -> list[str]:
@@ -117,11 +117,13 @@ def _make_modules() -> tuple[type, type]:
     return LogitsModule, ProbeModule
 
 
-def _LogitsModule(loaded: Any) -> Any:  # noqa: N802 (a factory that reads like a class)
+def logits_module(loaded: Any) -> Any:
+    """The loaded model as a module mapping its input tensors to logits (eval mode)."""
     return _make_modules()[0](loaded).eval()
 
 
-def _ProbeModule(loaded: Any, linear: Any) -> Any:  # noqa: N802
+def probe_module(loaded: Any, linear: Any) -> Any:
+    """The frozen model's features followed by a fitted linear head, as one module (eval mode)."""
     return _make_modules()[1](loaded, linear).eval()
 
 

@@ -59,7 +59,7 @@ def upstream_failure(inputs: Iterable[str | Path]) -> dict[str, Any] | None:
     return None
 
 
-def _job_name(outputs: dict[str, str]) -> str:
+def job_name(outputs: dict[str, str]) -> str:
     """'model/task/…': the identity of the job that writes these outputs, which live at
     results/<stage>/<identity…>/<settings key>/<file> (ptmeval.plan; not imported here, so that
     a change to the plan does not change every stage's code version)."""
@@ -78,7 +78,7 @@ def write_failure(
 
     row = {
         "model": model,
-        "job": _job_name(outputs),
+        "job": job_name(outputs),
         "stage": stage,
         FAILED_COLUMN: origin,
         "reason": reason[:500],

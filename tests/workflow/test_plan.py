@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ptmeval.config import load_config
-from ptmeval.findings import _job_name
+from ptmeval.findings import job_name
 from ptmeval.plan import FILES, IDENTITY, KEY_PATTERN, RULE, Plan, pattern
 from tests.conftest import REPO
 from tests.workflow.test_settings_reach import (
@@ -122,9 +122,9 @@ def test_paths_follow_the_rule_patterns():
     path = plan.path("finetune", "history", ids)
     assert path == pattern("finetune", "history").format(**ids, key=plan.key("finetune", ids))
     # a failure record names the job by its identity, without the key
-    assert _job_name({"history": path}) == "/".join(ids.values())
+    assert job_name({"history": path}) == "/".join(ids.values())
     snapshot = plan.path("download", "snapshot", {"model": ids["model"]})
-    assert _job_name({"snapshot": snapshot}) == ids["model"]
+    assert job_name({"snapshot": snapshot}) == ids["model"]
 
 
 def test_methods_share_the_download_and_features_and_nothing_else():
