@@ -62,9 +62,7 @@ def main() -> None:
             "accuracy": table["score"],
             "Δ vs fp32 [95% CI]": [
                 f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                for d, lo, hi in zip(
-                    table["diff"], table["diff_low"], table["diff_high"], strict=True
-                )
+                for d, lo, hi in zip(table["diff"], table["diff_lo"], table["diff_hi"], strict=True)
             ],
             "gate": table["passes"].map({True: "passes", False: "FAILS"}),
             "b1 p50 ms": table["latency_b1_p50_ms"],

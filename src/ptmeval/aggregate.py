@@ -720,8 +720,8 @@ def pareto_points(
     if ranks.empty or parts.empty:
         return pd.DataFrame()
     best = ranks.sort_values("accuracy", ascending=False).drop_duplicates(["task", "model"])
-    points = best[["task", "model", "accuracy", "acc_ci_low", "acc_ci_high"]].rename(
-        columns={"accuracy": "score", "acc_ci_low": "score_lo", "acc_ci_high": "score_hi"}
+    points = best[["task", "model", "accuracy", "accuracy_lo", "accuracy_hi"]].rename(
+        columns={"accuracy": "score", "accuracy_lo": "score_lo", "accuracy_hi": "score_hi"}
     )
     costs = parts.pivot(index="model", columns="submeasure", values="raw")
     cols = ["latency_b1", "inference_memory", "flops", "finetune_time"]

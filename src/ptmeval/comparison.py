@@ -84,11 +84,11 @@ PAIRWISE_COLUMNS = [
     "acc_a",
     "acc_b",
     "diff",
-    "diff_ci_low",
-    "diff_ci_high",
+    "diff_lo",
+    "diff_hi",
     "cohens_h",
-    "cohens_h_ci_low",
-    "cohens_h_ci_high",
+    "cohens_h_lo",
+    "cohens_h_hi",
     "mcnemar_test",
     "mcnemar_p_median",
     "mcnemar_p",
@@ -108,11 +108,11 @@ RANK_COLUMNS = [
     "n_seeds",
     "n_test",
     "accuracy",
-    "acc_ci_low",
-    "acc_ci_high",
+    "accuracy_lo",
+    "accuracy_hi",
     "rank",
-    "rank_low",
-    "rank_high",
+    "rank_lo",
+    "rank_hi",
     "p_best",
 ]
 
@@ -249,8 +249,8 @@ def paired_bootstrap(
     replicate. Correctness may be boolean, or a fraction in [0, 1] (correctness averaged over
     seeds). Vectors are matched by position, or by index when both are pandas Series.
 
-    Returns a dict with ``acc_a``, ``acc_b``, ``diff`` (observed difference), ``ci_low`` and
-    ``ci_high`` (percentile interval at level ``1 - alpha``), ``p_value`` (two-sided, from the
+    Returns a dict with ``acc_a``, ``acc_b``, ``diff`` (observed difference), ``diff_lo`` and
+    ``diff_hi`` (percentile interval at level ``1 - alpha``), ``p_value`` (two-sided, from the
     replicates shifted to the null of no difference: ``(1 + #{|d* - d| >= |d|}) / (1 + n_boot)``,
     so its resolution is ``1 / (n_boot + 1)``), ``se`` (bootstrap standard error), ``n`` (examples),
     ``n_boot`` and ``alpha``. The percentile method is used because the difference of two means
@@ -270,8 +270,8 @@ def paired_bootstrap(
         "acc_a": acc_a,
         "acc_b": acc_b,
         "diff": diff,
-        "ci_low": low,
-        "ci_high": high,
+        "diff_lo": low,
+        "diff_hi": high,
         "p_value": _bootstrap_pvalue(boot_diff, diff),
         "se": float(boot_diff.std(ddof=1)) if n_boot > 1 else 0.0,
         "n": int(values.shape[0]),
@@ -469,7 +469,7 @@ def pairwise_comparisons(
     One row per unordered pair, ``system_a`` being the more accurate (so ``diff >= 0``):
 
     * ``acc_a``, ``acc_b``: mean accuracy over each system's seeds; ``diff = acc_a - acc_b``.
-    * ``diff_ci_low/high``: percentile CI (level ``1 - alpha``) of the difference from the paired
+    * ``diff_lo/hi``: percentile CI (level ``1 - alpha``) of the difference from the paired
       bootstrap of test examples on the seed-pooled correctness (:func:`paired_bootstrap`).
     * ``cohens_h`` and its CI (from the same bootstrap replicates): effect size for two
       proportions, which unlike the raw difference accounts for accuracies near 0 or 1.
@@ -532,11 +532,11 @@ def pairwise_comparisons(
                 "acc_a": float(observed[i]),
                 "acc_b": float(observed[j]),
                 "diff": diff,
-                "diff_ci_low": d_low,
-                "diff_ci_high": d_high,
+                "diff_lo": d_low,
+                "diff_hi": d_high,
                 "cohens_h": h,
-                "cohens_h_ci_low": h_low,
-                "cohens_h_ci_high": h_high,
+                "cohens_h_lo": h_low,
+                "cohens_h_hi": h_high,
                 "mcnemar_test": "+".join(kinds),
                 "mcnemar_p_median": float(np.median(pvals)),
                 "mcnemar_p": combine_seed_pvalues(pvals),
@@ -564,9 +564,9 @@ def rank_intervals(
     seed-pooled correctness); in each replicate the systems are ranked by accuracy, 1 = best, tied
     systems sharing the average of their ranks. Per system (one row each, best first):
 
-    * ``accuracy`` (mean over seeds) with its percentile CI ``acc_ci_low/high``;
+    * ``accuracy`` (mean over seeds) with its percentile CI ``accuracy_lo/hi``;
     * ``rank``: rank of the observed accuracy;
-    * ``rank_low``/``rank_high``: the ``alpha/2`` and ``1 - alpha/2`` quantiles of the bootstrap
+    * ``rank_lo``/``rank_hi``: the ``alpha/2`` and ``1 - alpha/2`` quantiles of the bootstrap
       ranks, taken outward (lower/higher order statistic) so they are ranks that actually occur;
       a clearly best system gets ``[1, 1]``, systems whose intervals overlap are not separated;
     * ``p_best``: fraction of replicates in which the system has the top accuracy (a tie for the
@@ -600,11 +600,11 @@ def rank_intervals(
             "n_seeds": [len(s.seeds) for s in systems],
             "n_test": pooled.shape[0],
             "accuracy": pooled.mean(axis=0),
-            "acc_ci_low": acc_low,
-            "acc_ci_high": acc_high,
+            "accuracy_lo": acc_low,
+            "accuracy_hi": acc_high,
             "rank": observed_rank,
-            "rank_low": rank_low,
-            "rank_high": rank_high,
+            "rank_lo": rank_low,
+            "rank_hi": rank_high,
             "p_best": p_best,
         }
     )

@@ -34,7 +34,7 @@ CONSTRAINTS: dict[str, tuple[str, str, str]] = {
 }
 
 # the rank-interval columns a decision row keeps (one row per task × system)
-KEPT = [c for c in RANK_COLUMNS if c not in ("n_test", "rank", "rank_low", "rank_high", "p_best")]
+KEPT = [c for c in RANK_COLUMNS if c not in ("n_test", "rank", "rank_lo", "rank_hi", "p_best")]
 DECISION_COLUMNS = [
     *KEPT,
     "best",
@@ -206,7 +206,7 @@ def sentence(rows: pd.DataFrame) -> str:
         return "not measured" if pd.isna(r["cost"]) else fmt.format(r["cost"])
 
     def score(r: pd.Series) -> str:
-        return f"{r['accuracy']:.3f} [{r['acc_ci_low']:.3f}, {r['acc_ci_high']:.3f}]"
+        return f"{r['accuracy']:.3f} [{r['accuracy_lo']:.3f}, {r['accuracy_hi']:.3f}]"
 
     parts = []
     if len(rows) == 1:

@@ -423,8 +423,8 @@ def gate_rows(
                 ratio=value / ref_score if ref_score > 0 else float("nan"),
                 diff=value - ref_score,
                 accuracy_diff=float(correct_var.mean() - correct_ref.mean()),
-                diff_low=low,
-                diff_high=high,
+                diff_lo=low,
+                diff_hi=high,
                 mcnemar_p=mcnemar(correct_ref, correct_var)[1],
                 agreement=float(np.mean(probs.argmax(1) == ref_probs.argmax(1))),
                 max_abs_logit_diff=float(
@@ -481,7 +481,7 @@ def deployment_variants(
         n_boot=int(settings.get("n_boot", 1000)),
     )
     frame = pd.DataFrame([{**keys, "n_test": len(target), **row} for row in rows])
-    for col in ("score", "ratio", "diff", "diff_low", "diff_high", "mcnemar_p", "passes"):
+    for col in ("score", "ratio", "diff", "diff_lo", "diff_hi", "mcnemar_p", "passes"):
         if col not in frame:
             frame[col] = None
     return frame

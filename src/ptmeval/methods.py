@@ -141,8 +141,8 @@ def _with_tests(out: pd.DataFrame, ranks: pd.DataFrame, pairwise: Any) -> pd.Dat
             if (task, row["model"]) not in sys.index:
                 continue
             this = sys.loc[(task, row["model"])]
-            out.at[idx, "score_lo"] = this["acc_ci_low"]
-            out.at[idx, "score_hi"] = this["acc_ci_high"]
+            out.at[idx, "score_lo"] = this["accuracy_lo"]
+            out.at[idx, "score_hi"] = this["accuracy_hi"]
             if row["model"] == best:
                 out.at[idx, "diff_vs_best"] = 0.0
                 out.at[idx, "tied_with_best"] = True
@@ -151,7 +151,7 @@ def _with_tests(out: pd.DataFrame, ranks: pd.DataFrame, pairwise: Any) -> pd.Dat
             if test is None:
                 continue
             out.at[idx, "diff_vs_best"] = -float(test["diff"]) * test["sign"] + 0.0  # no -0.0
-            low, high = float(test["diff_ci_low"]), float(test["diff_ci_high"])
+            low, high = float(test["diff_lo"]), float(test["diff_hi"])
             out.at[idx, "diff_lo"], out.at[idx, "diff_hi"] = (
                 (-high, -low) if test["sign"] > 0 else (low, high)
             )

@@ -144,7 +144,7 @@ def deployment_columns(frame: pd.DataFrame) -> list[tuple[str, str, Any]]:
         ("variant", "variant", text),
         ("score", "score", num(3)),
         ("diff", "Δ vs fp32", num(3)),
-        ("*", "Δ 95% CI (paired)", interval("diff_low", "diff_high")),
+        ("*", "Δ 95% CI (paired)", interval("diff_lo", "diff_hi")),
         ("mcnemar_p", "McNemar p", sci),
         ("agreement", "same prediction as fp32", pct),
         ("*", "accuracy gate", gate_verdict),
@@ -170,7 +170,7 @@ def cv_with_flag(row: pd.Series) -> str:
 
 def accuracy_interval(row: pd.Series) -> str:
     """'0.920 [0.875, 0.965]': a system's accuracy and its bootstrap interval."""
-    return f"{num(3)(row.get('accuracy'))} {interval('acc_ci_low', 'acc_ci_high')(row)}"
+    return f"{num(3)(row.get('accuracy'))} {interval('accuracy_lo', 'accuracy_hi')(row)}"
 
 
 def score_with_flags(row: pd.Series) -> str:
@@ -546,7 +546,7 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("acc_a", "acc A", num(3)),
                 ("acc_b", "acc B", num(3)),
                 ("diff", "A − B", num(3)),
-                ("*", "95% CI", interval("diff_ci_low", "diff_ci_high")),
+                ("*", "95% CI", interval("diff_lo", "diff_hi")),
                 ("cohens_h", "Cohen's h", num(2)),
                 ("mcnemar_p_holm", "McNemar p (Holm)", sci),
                 ("bootstrap_p_holm", "bootstrap p (Holm)", sci),
@@ -560,9 +560,9 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("system", "system", text),
                 ("n_train", "examples", count),
                 ("accuracy", "accuracy", num(3)),
-                ("*", "accuracy 95% CI", interval("acc_ci_low", "acc_ci_high")),
+                ("*", "accuracy 95% CI", interval("accuracy_lo", "accuracy_hi")),
                 ("rank", "rank", num(1)),
-                ("*", "rank interval", interval("rank_low", "rank_high", 0)),
+                ("*", "rank interval", interval("rank_lo", "rank_hi", 0)),
                 ("p_best", "P(best)", num(2)),
             ],
         ),
@@ -590,7 +590,7 @@ def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ("task", "task", text),
                 ("n_models", "items", count),
                 ("tau", "weighted τ", num(2)),
-                ("*", "95% CI", interval("ci_low", "ci_high", 2)),
+                ("*", "95% CI", interval("tau_lo", "tau_hi", 2)),
                 ("note", "note", text),
             ],
         ),

@@ -448,7 +448,7 @@ def score_predictions(
     * ``tau``: weighted Kendall tau (``scipy.stats.weightedtau``, hyperbolic weigher,
       averaged over both rankings), which weights agreement among the top models most;
       1 for identical rankings, -1 for reversed;
-    * ``ci_low``, ``ci_high``: 95% percentile bootstrap interval of tau, resampling the
+    * ``tau_lo``, ``tau_hi``: 95% percentile bootstrap interval of tau, resampling the
       models with replacement ``n_boot`` times (resamples where tau is undefined, e.g. all
       draws the same model, are dropped);
     * ``n_models``: number of models compared; ``n_boot``: bootstrap resamples used;
@@ -471,8 +471,8 @@ def score_predictions(
     a = np.array([float(actual[m]) for m in names])
     result: dict[str, float | int | str] = {
         "tau": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
+        "tau_lo": math.nan,
+        "tau_hi": math.nan,
         "n_models": len(names),
         "n_boot": 0,
         "note": "",
@@ -503,8 +503,8 @@ def score_predictions(
     else:
         if valid.shape[0] < n_boot:
             notes.append(f"{n_boot - valid.shape[0]} degenerate bootstrap resample(s) dropped")
-        result["ci_low"] = float(np.percentile(valid, 2.5))
-        result["ci_high"] = float(np.percentile(valid, 97.5))
+        result["tau_lo"] = float(np.percentile(valid, 2.5))
+        result["tau_hi"] = float(np.percentile(valid, 97.5))
     result["note"] = "; ".join(notes)
     return result
 

@@ -107,10 +107,10 @@ def test_paired_bootstrap_clear_difference_and_identical():
     better, worse = correctness(0.9, seed=1), correctness(0.6, seed=2)
     res = paired_bootstrap(better, worse, n_boot=300, seed=0)
     assert res["diff"] == pytest.approx(0.3)
-    assert 0 < res["ci_low"] < 0.3 < res["ci_high"]
+    assert 0 < res["diff_lo"] < 0.3 < res["diff_hi"]
     assert res["p_value"] == pytest.approx(1 / 301)
     same = paired_bootstrap(better, better, n_boot=300)
-    assert same["diff"] == 0 and same["ci_low"] == same["ci_high"] == 0
+    assert same["diff"] == 0 and same["diff_lo"] == same["diff_hi"] == 0
     assert same["p_value"] == pytest.approx(1.0)
 
 
@@ -170,13 +170,13 @@ def test_pairwise_clearly_better_is_significant_equal_ones_are_not():
     assert len(good) == 2
     assert good["significant"].all()
     assert good["diff"].to_numpy() == pytest.approx([0.3, 0.3])
-    assert (good["diff_ci_low"] > 0).all()
-    assert (good["cohens_h_ci_low"] > 0).all()
+    assert (good["diff_lo"] > 0).all()
+    assert (good["cohens_h_lo"] > 0).all()
     assert (good["n_seed_pairs"] == 3).all() and (good["seed_pairing"] == "matched").all()
     mids = table[table["system_a"] != "good (pretrained, full)"].iloc[0]
     assert mids["diff"] == pytest.approx(0.0)
     assert not mids["significant"]
-    assert mids["diff_ci_low"] < 0 < mids["diff_ci_high"]
+    assert mids["diff_lo"] < 0 < mids["diff_hi"]
 
 
 def test_identical_systems_not_significant():
@@ -209,8 +209,8 @@ def test_pairwise_bootstrap_agrees_with_paired_bootstrap():
     preds = predictions({("a", "pretrained", "full"): {0: a}, ("b", "pretrained", "full"): {0: b}})
     row = pairwise_comparisons(preds, "t", n_boot=150, seed=3).iloc[0]
     res = paired_bootstrap(a, b, n_boot=150, seed=3)
-    assert row["diff_ci_low"] == pytest.approx(res["ci_low"])
-    assert row["diff_ci_high"] == pytest.approx(res["ci_high"])
+    assert row["diff_lo"] == pytest.approx(res["diff_lo"])
+    assert row["diff_hi"] == pytest.approx(res["diff_hi"])
     assert row["bootstrap_p"] == pytest.approx(res["p_value"])
     assert row["mcnemar_p"] == pytest.approx(mcnemar(a, b)[1])
 
@@ -280,12 +280,12 @@ def test_rank_intervals_best_system_and_overlapping_equals():
     assert list(table.columns) == RANK_COLUMNS
     best = table.iloc[0]
     assert best["system"] == "good (pretrained, full)"
-    assert (best["rank"], best["rank_low"], best["rank_high"]) == (1, 1, 1)
+    assert (best["rank"], best["rank_lo"], best["rank_hi"]) == (1, 1, 1)
     assert best["p_best"] == pytest.approx(1.0)
     assert best["accuracy"] == pytest.approx(0.9)
     mids = table.iloc[1:]
-    assert (mids["rank_low"] <= 2).all() and (mids["rank_high"] >= 3).all()  # overlap
-    assert max(mids["rank_low"]) <= min(mids["rank_high"])
+    assert (mids["rank_lo"] <= 2).all() and (mids["rank_hi"] >= 3).all()  # overlap
+    assert max(mids["rank_lo"]) <= min(mids["rank_hi"])
     assert table["p_best"].sum() == pytest.approx(1.0)
 
 
@@ -296,5 +296,5 @@ def test_rank_intervals_ties_share_average_rank():
     )
     table = rank_intervals(preds, "t", n_boot=50)
     assert (table["rank"] == 1.5).all()
-    assert (table["rank_low"] == 1.5).all() and (table["rank_high"] == 1.5).all()
+    assert (table["rank_lo"] == 1.5).all() and (table["rank_hi"] == 1.5).all()
     assert table["p_best"].to_numpy() == pytest.approx([0.5, 0.5])

@@ -65,9 +65,9 @@ def test_gate_arithmetic_on_known_counts():
     assert rows["onnx-fp32"]["mcnemar_p"] == pytest.approx(binomtest(5, 10, 0.5).pvalue)
     # the paired interval: the variant is never right where fp32 is wrong, so no resample
     # favours it; resamples may hold those two examples several times
-    assert -0.05 < rows["int8-dynamic"]["diff_low"] < rows["int8-dynamic"]["diff"]
+    assert -0.05 < rows["int8-dynamic"]["diff_lo"] < rows["int8-dynamic"]["diff"]
     assert rows["int8-dynamic"]["diff"] == pytest.approx(-0.01)
-    assert rows["int8-dynamic"]["diff_high"] == 0.0
+    assert rows["int8-dynamic"]["diff_hi"] == 0.0
     assert rows["onnx-int8"]["status"] == "failed" and "passes" not in rows["onnx-int8"]
     # the gate itself at its edge, and with a higher threshold
     assert gate_passes(0.891, 0.9, 0.99) and not gate_passes(0.8909, 0.9, 0.99)
@@ -143,7 +143,7 @@ def test_real_variants_of_a_trained_model_pass_the_gate(tmp_path):
         table = table.drop(index="bf16")
     assert (table["status"] == "ok").all(), table[["status", "reason"]]
     assert table.loc["fp32", "score"] > 0.95  # the task is separable and the model learnt it
-    assert table["passes"].all(), table[["score", "ratio", "diff_low", "diff_high"]]
+    assert table["passes"].all(), table[["score", "ratio", "diff_lo", "diff_hi"]]
     # fp32 in onnxruntime gives eager's logits; int8 weights take about a quarter of the bytes
     assert table.loc["onnx-fp32", "max_abs_logit_diff"] < 1e-3
     assert table.loc["int8-dynamic", "disk_mb"] < 0.4 * table.loc["fp32", "disk_mb"]
@@ -185,7 +185,7 @@ def test_a_variant_that_quantization_breaks_fails_the_gate(tmp_path):
     assert table.loc["fp32", "passes"] and table.loc["fp32", "score"] > 0.95
     broken = table.loc["int8-dynamic"]
     assert broken["status"] == "ok" and not broken["passes"]
-    assert broken["score"] < 0.6 and broken["diff_high"] < 0 and broken["mcnemar_p"] < 1e-6
+    assert broken["score"] < 0.6 and broken["diff_hi"] < 0 and broken["mcnemar_p"] < 1e-6
 
 
 def _table() -> pd.DataFrame:

@@ -50,8 +50,8 @@ def tables() -> dict[str, pd.DataFrame]:
                 "init": "pretrained",
                 "method": METHOD[m],
                 "accuracy": SCORES[m][1],
-                "acc_ci_low": SCORES[m][1] - 0.05,
-                "acc_ci_high": SCORES[m][1] + 0.05,
+                "accuracy_lo": SCORES[m][1] - 0.05,
+                "accuracy_hi": SCORES[m][1] + 0.05,
             }
             for m in SCORES
         ]
@@ -64,8 +64,8 @@ def tables() -> dict[str, pd.DataFrame]:
                 "system_a": label["m.full"],
                 "system_b": label["m.lora"],
                 "diff": 0.02,
-                "diff_ci_low": -0.01,
-                "diff_ci_high": 0.05,
+                "diff_lo": -0.01,
+                "diff_hi": 0.05,
                 "mcnemar_p_holm": 0.4,
                 "significant": False,
             },
@@ -74,8 +74,8 @@ def tables() -> dict[str, pd.DataFrame]:
                 "system_a": label["m.full"],
                 "system_b": label["m.linear_probe"],
                 "diff": 0.15,
-                "diff_ci_low": 0.10,
-                "diff_ci_high": 0.20,
+                "diff_lo": 0.10,
+                "diff_hi": 0.20,
                 "mcnemar_p_holm": 0.001,
                 "significant": True,
             },

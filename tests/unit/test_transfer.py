@@ -199,15 +199,15 @@ def test_score_predictions_identical_and_reversed():
     same = score_predictions({m: 2 * v + 1 for m, v in actual.items()}, actual, n_boot=200)
     assert same["tau"] == pytest.approx(1.0)
     assert same["n_models"] == 6
-    assert same["ci_low"] <= same["ci_high"] <= 1.0 + 1e-12
+    assert same["tau_lo"] <= same["tau_hi"] <= 1.0 + 1e-12
     rev = score_predictions({m: -v for m, v in actual.items()}, actual, n_boot=200)
     assert rev["tau"] == pytest.approx(-1.0)
-    assert rev["ci_high"] == pytest.approx(-1.0)
+    assert rev["tau_hi"] == pytest.approx(-1.0)
 
 
 def test_score_predictions_two_models_is_nan_with_note():
     out = score_predictions({"a": 1.0, "b": 2.0, "c": 0.5}, {"a": 0.7, "b": 0.9})
-    assert math.isnan(out["tau"]) and math.isnan(out["ci_low"]) and math.isnan(out["ci_high"])
+    assert math.isnan(out["tau"]) and math.isnan(out["tau_lo"]) and math.isnan(out["tau_hi"])
     assert out["n_models"] == 2
     assert "at least 3 models" in out["note"] and "c" in out["note"]
 
