@@ -20,6 +20,7 @@ rule render_report:
         runtime=10,
     params:
         title=CFG.title,
+        metric=CFG.analysis.metric,
         config_hash=CONFIG_HASH,
         code_version=code_version("render_report"),
     script:

@@ -13,4 +13,5 @@ render_report(
     title=snakemake.params.title,
     config_hash=snakemake.params.config_hash,
     tables_dir=snakemake.output.tables,
+    metric=snakemake.params.metric,
 )

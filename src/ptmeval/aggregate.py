@@ -705,24 +705,46 @@ def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataF
     )
 
 
+def _pareto_scores(tables: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:
+    """Per task × model, the best init's score in ``metric`` at the largest size (columns
+    ``task, model, metric, score, score_lo, score_hi``)."""
+    columns = ["task", "model", "metric", "score", "score_lo", "score_hi"]
+    if metric == "accuracy":
+        ranks = tables.get("ranks", pd.DataFrame())
+        if ranks.empty:
+            return pd.DataFrame(columns=columns)
+        best = ranks.sort_values("accuracy", ascending=False).drop_duplicates(["task", "model"])
+        points = best[["task", "model", "accuracy", "accuracy_lo", "accuracy_hi"]].rename(
+            columns={"accuracy": "score", "accuracy_lo": "score_lo", "accuracy_hi": "score_hi"}
+        )
+        return points.assign(metric=metric)[columns]
+    curve = tables.get("learning_curve", pd.DataFrame())
+    if curve.empty:
+        return pd.DataFrame(columns=columns)
+    curve = curve[curve["metric"] == metric]
+    largest = curve.groupby(["task", "model"])["n_train"].transform("max")
+    at_max = curve[curve["n_train"] == largest]
+    best = at_max.sort_values("mean", ascending=False).drop_duplicates(["task", "model"])
+    points = best[["task", "model", "mean"]].rename(columns={"mean": "score"})
+    return points.assign(metric=metric, score_lo=np.nan, score_hi=np.nan)[columns]
+
+
 def pareto_points(
     tables: dict[str, pd.DataFrame], metric: str, constraint: str = "latency"
 ) -> pd.DataFrame:
-    """Per model × task: test score of the best init at the largest size, its 95% interval (from
-    the rank-interval bootstrap over test examples), and the costs of the Pareto view; plus, on
-    the task of its deployment check, a point 'model · variant' for the model's best passing
-    deployment variant (`deploy.best_variants`): the model's score and interval shifted by the
-    variant's paired change in accuracy from fp32 (the view plots accuracy), its latency the model's × the variant's latency ratio to
-    fp32, its memory the model's + the variant's peak-memory difference from fp32 (both measured
-    side by side in the deployment check)."""
-    ranks = tables.get("ranks", pd.DataFrame())
+    """Per model × task: test score (``metric``, the analysis metric) of the best init at the
+    largest size, and the costs of the Pareto view; plus, on the task of its deployment check, a
+    point 'model · variant' for the model's best passing deployment variant
+    (`deploy.best_variants`): the model's score shifted by the variant's paired change from fp32
+    in that metric (skipped when the deployment gate measured another metric), its latency the
+    model's × the variant's latency ratio to fp32, its memory the model's + the variant's
+    peak-memory difference from fp32 (both measured side by side in the deployment check).
+    For accuracy the score's 95% interval is the rank-interval bootstrap over test examples; for
+    another metric there is none (``score_lo``/``score_hi`` NaN)."""
     parts = tables.get("scorecard_parts", pd.DataFrame())
-    if ranks.empty or parts.empty:
+    points = _pareto_scores(tables, metric)
+    if points.empty or parts.empty:
         return pd.DataFrame()
-    best = ranks.sort_values("accuracy", ascending=False).drop_duplicates(["task", "model"])
-    points = best[["task", "model", "accuracy", "accuracy_lo", "accuracy_hi"]].rename(
-        columns={"accuracy": "score", "accuracy_lo": "score_lo", "accuracy_hi": "score_hi"}
-    )
     costs = parts.pivot(index="model", columns="submeasure", values="raw")
     cols = ["latency_b1", "inference_memory", "flops", "finetune_time"]
     points = points.merge(costs[cols].reset_index(), on="model", how="left")
@@ -733,7 +755,12 @@ def pareto_points(
         if base.empty:
             continue
         row = base.iloc[0].to_dict()
-        shift = float(pick["accuracy_diff"])
+        if metric == "accuracy":
+            shift = float(pick["accuracy_diff"])
+        elif pick["metric"] == metric:
+            shift = float(pick["diff"])
+        else:
+            continue
         row.update(
             model=f"{pick['model']} · {pick['variant']}",
             variant=pick["variant"],

@@ -200,6 +200,7 @@ def pareto_figure(points: pd.DataFrame, task: str) -> Markup | None:
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"{task}: test score")
+    metric = str(data["metric"].iloc[0]) if "metric" in data else "score"
+    axes[0].set_ylabel(f"{task}: test {metric}")
     fig.tight_layout()
     return svg(fig)

@@ -32,7 +32,6 @@ from ptmeval.scorecard import DIMENSIONS, SUBMEASURES, recommendation, score_cel
 from ptmeval.verdicts import PROTOCOL_MARK, failed_runs, protocol_caveat
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
-PRIMARY_METRIC = "accuracy"
 
 Fmt = Callable[[Any], str]
 
@@ -812,17 +811,16 @@ def render_report(
     title: str,
     config_hash: str,
     tables_dir: str | Path | None = None,
+    metric: str = "accuracy",
 ) -> Path:
-    """Render the HTML report to `out_path` from the aggregated tables."""
+    """Render the HTML report to `out_path` from the aggregated tables; ``metric`` (the config's
+    ``analysis.metric``) is the score the learning-curve figures plot."""
     curve = _get(tables, "learning_curve")
     band = _get(tables, "curve_band")
     tasks = _get(tables, "tasks")
     results = _get(tables, "results")
     figures = (
-        {
-            t: learning_curve_figure(curve, band, t, PRIMARY_METRIC)
-            for t in sorted(curve["task"].unique())
-        }
+        {t: learning_curve_figure(curve, band, t, metric) for t in sorted(curve["task"].unique())}
         if len(curve)
         else {}
     )
@@ -843,6 +841,7 @@ def render_report(
     )
     html = env.get_template(TEMPLATE.name).render(
         title=title,
+        metric=metric,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         models=sorted(set(results["model"])) if len(results) else [],
         tasks=task_rows.to_dict("records"),

@@ -4,7 +4,8 @@ failed, in which case the failures table is what the report has to show."""
 
 import pandas as pd
 
-from ptmeval.aggregate import aggregate
+from ptmeval.aggregate import aggregate, pareto_points
+from ptmeval.figures import pareto_figure
 from ptmeval.findings import write_failure
 from ptmeval.plan import AGGREGATE_TABLES
 
@@ -30,3 +31,53 @@ def test_a_model_whose_every_job_failed_is_a_failure_row(tmp_path):
     assert failures["failed_stage"].iloc[0] == "finetune"
     assert "boom" in failures["reason"].iloc[0]
     assert tables["results"].empty
+
+
+def _pareto_tables():
+    curve = pd.DataFrame(
+        [
+            # model, init, n_train, metric, mean: "a" is better in accuracy, "b" in macro-F1
+            ("t", "a", "pretrained", 100, "accuracy", 0.90),
+            ("t", "a", "pretrained", 100, "macro_f1", 0.60),
+            ("t", "a", "pretrained", 50, "macro_f1", 0.95),  # not the largest size
+            ("t", "b", "pretrained", 100, "accuracy", 0.80),
+            ("t", "b", "pretrained", 100, "macro_f1", 0.75),
+            ("t", "b", "scratch", 100, "macro_f1", 0.20),  # not the best init
+        ],
+        columns=["task", "model", "init", "n_train", "metric", "mean"],
+    )
+    ranks = pd.DataFrame(
+        {
+            "task": ["t", "t"],
+            "model": ["a", "b"],
+            "accuracy": [0.90, 0.80],
+            "accuracy_lo": [0.85, 0.74],
+            "accuracy_hi": [0.95, 0.86],
+        }
+    )
+    parts = pd.DataFrame(
+        [
+            (m, s, v)
+            for m in ("a", "b")
+            for s, v in (
+                ("latency_b1", 1.0),
+                ("inference_memory", 2.0),
+                ("flops", 3.0),
+                ("finetune_time", 4.0),
+            )
+        ],
+        columns=["model", "submeasure", "raw"],
+    )
+    return {"learning_curve": curve, "ranks": ranks, "scorecard_parts": parts}
+
+
+def test_the_pareto_view_plots_the_analysis_metric():
+    tables = _pareto_tables()
+    accuracy = pareto_points(tables, "accuracy").set_index("model")
+    assert accuracy.loc["a", "score"] == 0.90 and accuracy.loc["a", "score_lo"] == 0.85
+    assert set(accuracy["metric"]) == {"accuracy"}
+    f1 = pareto_points(tables, "macro_f1").set_index("model")
+    assert (f1.loc["a", "score"], f1.loc["b", "score"]) == (0.60, 0.75)  # largest size, best init
+    assert f1["score_lo"].isna().all() and set(f1["metric"]) == {"macro_f1"}
+    assert f1.loc["a", "latency_b1"] == 1.0
+    assert "test macro_f1" in str(pareto_figure(f1.reset_index(), "t"))

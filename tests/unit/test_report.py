@@ -187,3 +187,12 @@ def test_hyperparameter_selection_is_shown_and_fixed_values_are_labelled(tmp_pat
     page = render_report(t, tmp_path / "r.html", title="r", config_hash="abc").read_text()
     assert "Hyperparameter selection" in page and "best validation score" in page
     assert "lr 0.0003" in page and "lr 0.001 (not tuned)" in page
+
+
+def test_the_learning_curve_figure_plots_the_analysis_metric(tmp_path):
+    f1 = render_report(
+        tables(), tmp_path / "f1.html", title="r", config_hash="a", metric="macro_f1"
+    )
+    acc = render_report(tables(), tmp_path / "acc.html", title="r", config_hash="a")
+    assert "test macro_f1" in f1.read_text() and "Test macro_f1" in f1.read_text()
+    assert "test macro_f1" not in acc.read_text() and "test accuracy" in acc.read_text()
