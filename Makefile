@@ -8,7 +8,7 @@ STAMP := $(VENV)/.ptmeval-installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: setup run test lint clean
+.PHONY: setup system-packages run test lint clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,28 @@ $(STAMP): requirements.txt requirements-assets.txt pyproject.toml
 run: setup
 	$(BIN)/snakemake --cores all
 
-test: setup
+test: setup system-packages
 	$(BIN)/python -m pytest -v --durations=30 tests
+
+# Debian packages that tests drive for real: Chromium and its driver (the browser test), SLURM
+# and munge (a single-node cluster). Installed here, by the test command's set-up, where the
+# machine allows it (root with apt-get); elsewhere this says what to install, and the tests that
+# need them fail naming them.
+SYSTEM_PACKAGES := chromium chromium-driver slurm-wlm munge
+SYSTEM_BINARIES := /usr/bin/chromium /usr/bin/chromedriver /usr/sbin/munged /usr/sbin/slurmctld \
+	/usr/sbin/slurmd /usr/bin/sbatch /usr/bin/squeue /usr/bin/scancel /usr/bin/sinfo /usr/bin/srun
+
+system-packages:
+	@missing=""; for b in $(SYSTEM_BINARIES); do test -e $$b || missing="$$missing $$b"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
+	else \
+		echo "missing:$$missing; install $(SYSTEM_PACKAGES) (root with apt-get does it here);" \
+			"the browser and SLURM tests fail without them" >&2; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile rules && $(BIN)/snakemake --lint

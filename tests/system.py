@@ -1,37 +1,25 @@
-"""What tests need of the system: Debian packages (Chromium, SLURM), installed on demand where
-the machine allows it (root with apt-get), otherwise the test is skipped with the reason; and
-the process table (/proc), to see which processes live."""
+"""What tests need of the system: Debian packages (Chromium, SLURM), which the test command's
+set-up installs (`make test`, target `system-packages`: root with apt-get); and the process
+table (/proc), to see which processes live."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 
-def ensure_debian_packages(binaries: dict[str, str], packages: list[str]) -> None:
-    """Make sure every binary (name -> path) exists, installing `packages` with apt-get if not."""
+def require_debian_packages(binaries: dict[str, str], packages: list[str]) -> None:
+    """Fail, naming what to install, unless every binary (name -> path) exists. The test
+    command's set-up installs them (`make system-packages`); a test does not skip for want of
+    them: a skipped test is not a passing one."""
     missing = [path for path in binaries.values() if not os.path.exists(path)]
-    if not missing:
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(
-            f"needs {', '.join(packages)} (missing {', '.join(missing)}); not root with apt-get"
+    if missing:
+        pytest.fail(
+            f"needs the Debian packages {', '.join(packages)} (missing {', '.join(missing)}): "
+            "`make test` installs them as root (target system-packages), or apt-get install them"
         )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
-    ):
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-        if result.returncode != 0:
-            pytest.fail(f"{' '.join(cmd)} failed: {result.stderr[-2000:]}")
-    still = [path for path in binaries.values() if not os.path.exists(path)]
-    if still:
-        pytest.fail(f"installed {packages} but {still} are still missing")
 
 
 def alive(pid: int) -> bool:

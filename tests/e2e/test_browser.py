@@ -8,7 +8,7 @@ import pytest
 
 from ptmeval.report import render_report
 from tests.conftest import REPO
-from tests.system import ensure_debian_packages
+from tests.system import require_debian_packages
 
 pytestmark = pytest.mark.slow
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -17,7 +17,7 @@ ARTIFACTS = REPO / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    ensure_debian_packages(
+    require_debian_packages(
         {"chromium": CHROMIUM, "chromedriver": CHROMEDRIVER}, ["chromium", "chromium-driver"]
     )
     from selenium import webdriver

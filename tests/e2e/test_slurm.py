@@ -1,7 +1,7 @@
 """The e2e DAG (with one seed: every rule, half the fine-tunes) through `--profile
 profiles/slurm` on a real single-node SLURM cluster.
 
-A module fixture installs slurm-wlm and munge (root with apt-get, else the module is skipped),
+A module fixture needs slurm-wlm and munge (installed by `make test`: target system-packages),
 starts munged, slurmctld and slurmd on private ports with a generated slurm.conf in a temporary
 directory, and stops them by PID afterwards. One SLURM run of tests/e2e/config.yaml follows;
 while it runs, a background thread `scancel`s the grouped SLURM job in which a MiniLM fine-tune
@@ -33,7 +33,7 @@ import yaml
 from ptmeval.workflow import without_shown_logs
 from tests.conftest import REPO, job_stats, run_snakemake
 from tests.e2e.conftest import one_seed_config
-from tests.system import ensure_debian_packages
+from tests.system import require_debian_packages
 
 pytestmark = pytest.mark.slow
 
@@ -151,7 +151,7 @@ def _logs(root: Path) -> str:
 def slurm_cluster():
     """munged + slurmctld + slurmd (node `localhost`, 2 CPUs, partition `debug`), private to
     this module: own config, ports, munge socket, state and logs in a temporary directory."""
-    ensure_debian_packages(BINARIES, ["slurm-wlm", "munge"])
+    require_debian_packages(BINARIES, ["slurm-wlm", "munge"])
     if os.geteuid() != 0:
         pytest.skip("starting munged (as user munge), slurmctld and slurmd needs root")
 
