@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root, offline mode, and a Snakemake runner."""
+"""Shared fixtures: the repository root, offline mode, a Snakemake runner, and the fine-tune
+job the workflow would build."""
 
 from __future__ import annotations
 
@@ -9,10 +10,40 @@ from pathlib import Path
 
 import pytest
 
-from ptmeval.workflow import job_stats  # noqa: F401 (re-exported for the tests)
+from ptmeval.config import Config
+from ptmeval.jobs import FinetuneJob
+from ptmeval.workflow import (
+    job_stats,  # noqa: F401 (re-exported for the tests)
+    model_job,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def finetune_job(
+    cfg: Config,
+    model: str,
+    task: str,
+    *,
+    init: str | None = None,
+    fraction: float = 1.0,
+    seed: int = 0,
+    **settings: object,
+) -> FinetuneJob:
+    """The fine-tune job the workflow builds for `model` on `task` (`ptmeval.workflow.model_job`:
+    adapter, method, options, LoRA and the settings the model depends on), `settings`
+    overriding fine-tune settings; `init` defaults to the model's first."""
+    base = model_job(cfg, model)
+    base["finetune"] = {**base["finetune"], **settings}
+    return FinetuneJob(
+        **base,
+        task=task,
+        fraction=fraction,
+        seed=seed,
+        init=init or cfg.model(model).init_list[0],
+        metric=cfg.analysis.metric,
+    )
 
 
 def job_file(work: Path, job: str, name: str) -> Path:

@@ -22,6 +22,7 @@ from ptmeval.sources import download_model
 from ptmeval.subsample import subsample
 from ptmeval.tasks import prepare_task
 from ptmeval.training import finetune
+from tests.conftest import finetune_job
 
 pytestmark = pytest.mark.slow
 
@@ -59,16 +60,7 @@ CFG = parse_config(
         },
     }
 )
-JOB = FinetuneJob(
-    model="r18",
-    adapter="torchvision-image",
-    options={"architecture": "resnet18"},
-    finetune=CFG.finetune_settings("r18"),
-    task="digits",
-    fraction=1.0,
-    seed=3,
-    init="scratch",
-)
+JOB = finetune_job(CFG, "r18", "digits", seed=3, init="scratch")
 CHILD = """
 import sys, pandas as pd
 from pathlib import Path

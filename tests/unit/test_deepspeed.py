@@ -24,6 +24,7 @@ from ptmeval.tasks import prepare_task
 from ptmeval.training import WEIGHTS_FILE, finetune
 from ptmeval.training.ds_engine import launcher_command
 from ptmeval.workflow import gpus_for
+from tests.conftest import finetune_job
 
 BIN = Path(sys.executable).parent
 SPEC = Path("/tmp/ptmeval-ds-x/spec.json")
@@ -67,15 +68,7 @@ def config(**finetune):
 
 
 def job(seed: int = 0, **finetune) -> FinetuneJob:
-    return FinetuneJob(
-        model="minilm",
-        adapter="hf-text",
-        finetune=config(**finetune).finetune_settings("minilm"),
-        task="bbc",
-        fraction=1.0,
-        seed=seed,
-        init="pretrained",
-    )
+    return finetune_job(config(**finetune), "minilm", "bbc", seed=seed, init="pretrained")
 
 
 # ---------------------------------------------------------------- fast: commands and config

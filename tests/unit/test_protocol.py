@@ -16,6 +16,7 @@ from ptmeval.subsample import subsample
 from ptmeval.tasks import prepare_task
 from ptmeval.training import extract_features, finetune
 from ptmeval.training.tune import apply_choice, select_hyperparameter
+from tests.conftest import finetune_job
 
 pytestmark = pytest.mark.slow
 
@@ -68,19 +69,7 @@ PROTOCOL = {"epochs": 1, "min_steps": 60, "eval_points": 10, "patience": 3, "lr"
 
 
 def job(model: str, task: str = "bbc", **settings) -> FinetuneJob:
-    entry = CFG.model(model)
-    merged = CFG.finetune_settings(model).model_dump() | settings
-    return FinetuneJob(
-        model=model,
-        adapter=entry.adapter,
-        method=entry.method,
-        options=entry.options,
-        finetune=merged,
-        task=task,
-        fraction=1.0,
-        seed=0,
-        init=entry.init_list[0],
-    )
+    return finetune_job(CFG, model, task, **settings)
 
 
 def accuracy(metrics) -> float:

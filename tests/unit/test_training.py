@@ -11,6 +11,7 @@ from ptmeval.sources import download_model
 from ptmeval.subsample import subsample
 from ptmeval.tasks import prepare_task
 from ptmeval.training import extract_features, finetune, saved_model_probs
+from tests.conftest import finetune_job
 
 CFG = parse_config(
     {
@@ -63,20 +64,8 @@ def setup(tmp_path_factory):
     return root, data
 
 
-def job(model: str, **kw) -> FinetuneJob:
-    entry = CFG.model(model)
-    return FinetuneJob(
-        model=model,
-        adapter=entry.adapter,
-        method=entry.method,
-        options=entry.options,
-        finetune=CFG.finetune_settings(model),
-        task="digits",
-        fraction=1.0,
-        seed=0,
-        init="scratch",
-        **kw,
-    )
+def job(model: str) -> FinetuneJob:
+    return finetune_job(CFG, model, "digits", init="scratch")
 
 
 def test_full_finetune_history_and_evaluation_round_trip(setup):
