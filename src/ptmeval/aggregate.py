@@ -16,6 +16,7 @@ import pandas as pd
 
 from ptmeval import comparison, decision, scaling, scorecard, verdicts
 from ptmeval import deployment as deploy
+from ptmeval import tables as contracts
 from ptmeval.adapters import ADAPTERS, get_spec
 from ptmeval.findings import FAILED_COLUMN, is_failure_table
 from ptmeval.io import read_provenance, read_table
@@ -683,7 +684,16 @@ def aggregate(
             f"made but not declared {sorted(set(tables) - set(AGGREGATE_TABLES))}, "
             f"declared but not made {sorted(set(AGGREGATE_TABLES) - set(tables))}"
         )
-    return tables
+    return {name: _conformed(name, frame) for name, frame in tables.items()}
+
+
+def _conformed(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The table with every column of its contract (`ptmeval.tables`); a made table that lacks
+    some is logged (its readers see them as missing values)."""
+    absent = contracts.missing(name, frame)
+    if absent and len(frame):
+        log.warning("table %s lacks its contract's column(s) %s", name, ", ".join(absent))
+    return contracts.conform(name, frame)
 
 
 def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataFrame:

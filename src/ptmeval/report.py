@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +30,7 @@ from ptmeval.figures import (
 )
 from ptmeval.io import git_commit, hardware
 from ptmeval.scorecard import DIMENSIONS, SUBMEASURES, recommendation, score_cell
+from ptmeval.tables import CONTRACTS, interval_of
 from ptmeval.verdicts import PROTOCOL_MARK, failed_runs, protocol_caveat
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
@@ -77,6 +79,9 @@ def text(v: Any) -> str:
     return str(v)
 
 
+TASK_HEAD = ("params_task_head", "task_head_classes", "params_task_head_per_class")
+
+
 def task_head(row: pd.Series) -> str:
     """'1,538 (2 classes; +769 a class)': the profiled task head and what each class adds."""
     if _missing(row.get("params_task_head")):
@@ -90,13 +95,60 @@ def task_head(row: pd.Series) -> str:
     )
 
 
-def interval(lo: str, hi: str, digits: int = 3) -> Callable[[pd.Series], str]:
+Tables = dict[str, pd.DataFrame]
+FORMATTERS: dict[str, Fmt] = {
+    "text": text,
+    "count": count,
+    "sci": sci,
+    "pct": pct,
+    "mega": mega,
+    "giga": giga,
+    **{f"num{d}": num(d) for d in range(5)},
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A column of the page made from several columns of a row (``reads``)."""
+
+    header: str
+    fmt: Callable[[pd.Series], str]
+    reads: tuple[str, ...]
+
+
+# A view's column: (column, header) formatted as the table contract says, (column, header,
+# formatter), or a Cell.
+Spec = tuple[str, str] | tuple[str, str, Any] | Cell
+
+
+@dataclass(frozen=True)
+class View:
+    """A table of the page: the aggregate table it shows (``source``), its columns (or a
+    function of the rows that makes them), and a function selecting or deriving the rows."""
+
+    source: str
+    columns: tuple[Spec, ...] | Callable[[pd.DataFrame], list[Spec]]
+    rows: Callable[[pd.DataFrame, Tables], pd.DataFrame] | None = None
+
+
+def bounds(column: str, digits: int = 3) -> Callable[[pd.Series], str]:
+    """'[lo, hi]': the interval of ``column`` (`ptmeval.tables.interval_of`)."""
+    lo, hi = interval_of(column)
+
     def fmt(row: pd.Series) -> str:
         if _missing(row.get(lo)) or _missing(row.get(hi)):
             return "–"
         return f"[{float(row[lo]):.{digits}f}, {float(row[hi]):.{digits}f}]"
 
     return fmt
+
+
+def interval(column: str, header: str, digits: int = 3) -> Cell:
+    """The page's column showing the interval of ``column``."""
+    return Cell(header, bounds(column, digits), interval_of(column))
+
+
+SEED_RANGE = ("score", "n_seeds", "score_min", "score_max")
 
 
 def seed_range(row: pd.Series) -> str:
@@ -106,6 +158,18 @@ def seed_range(row: pd.Series) -> str:
     if int(row.get("n_seeds") or 0) < 2:
         return f"{score} (1 seed)"
     return f"{score} ({float(row['score_min']):.3f}–{float(row['score_max']):.3f})"
+
+
+VERSUS_BEST = (
+    "largest",
+    "diff_vs_best",
+    "method",
+    "best_method",
+    "tied_with_best",
+    "diff_lo",
+    "diff_hi",
+    "p_vs_best",
+)
 
 
 def versus_best(row: pd.Series) -> str:
@@ -121,6 +185,9 @@ def versus_best(row: pd.Series) -> str:
     )
 
 
+GATE_VERDICT = ("status", "reason", "passes", "ratio", "gate")
+
+
 def gate_verdict(row: pd.Series) -> str:
     """A deployment variant's verdict: passes / fails the gate (ratio to fp32), or why there
     is none."""
@@ -134,28 +201,28 @@ def gate_verdict(row: pd.Series) -> str:
     return f"{verdict} ({ratio}; gate {100 * float(row['gate']):.0f}%)"
 
 
-def deployment_columns(frame: pd.DataFrame) -> list[tuple[str, str, Any]]:
+def deployment_columns(frame: pd.DataFrame) -> list[Spec]:
     """The deployment table's columns: the timings present (one pair per batch size)."""
     timed = sorted({int(c.split("_")[1][1:]) for c in frame.columns if c.startswith("latency_b")})
-    columns: list[tuple[str, str, Any]] = [
-        ("model", "model", text),
-        ("task", "task", text),
-        ("variant", "variant", text),
-        ("score", "score", num(3)),
-        ("diff", "Δ vs fp32", num(3)),
-        ("*", "Δ 95% CI (paired)", interval("diff_lo", "diff_hi")),
-        ("mcnemar_p", "McNemar p", sci),
-        ("agreement", "same prediction as fp32", pct),
-        ("*", "accuracy gate", gate_verdict),
+    columns: list[Spec] = [
+        ("model", "model"),
+        ("task", "task"),
+        ("variant", "variant"),
+        ("score", "score"),
+        ("diff", "Δ vs fp32"),
+        interval("diff", "Δ 95% CI (paired)"),
+        ("mcnemar_p", "McNemar p"),
+        ("agreement", "same prediction as fp32"),
+        Cell("accuracy gate", gate_verdict, GATE_VERDICT),
     ]
     for b in timed:
         columns.append((f"latency_b{b}_p50_ms", f"b{b} p50 (ms)", num(2)))
         columns.append((f"latency_b{b}_p90_ms", f"b{b} p90 (ms)", num(2)))
-    columns += [
-        ("peak_rss_mb", "peak memory (MB)", num(0)),
-        ("disk_mb", "on disk (MB)", num(1)),
-    ]
+    columns += [("peak_rss_mb", "peak memory (MB)"), ("disk_mb", "on disk (MB)")]
     return columns
+
+
+CV_WITH_FLAG = ("latency_cv", "noisy")
 
 
 def cv_with_flag(row: pd.Series) -> str:
@@ -169,7 +236,10 @@ def cv_with_flag(row: pd.Series) -> str:
 
 def accuracy_interval(row: pd.Series) -> str:
     """'0.920 [0.875, 0.965]': a system's accuracy and its bootstrap interval."""
-    return f"{num(3)(row.get('accuracy'))} {interval('accuracy_lo', 'accuracy_hi')(row)}"
+    return f"{num(3)(row.get('accuracy'))} {bounds('accuracy')(row)}"
+
+
+SCORE_WITH_FLAGS = ("test_score_mean", "n_collapsed", "n_jobs")
 
 
 def score_with_flags(row: pd.Series) -> str:
@@ -181,12 +251,18 @@ def score_with_flags(row: pd.Series) -> str:
     return score
 
 
+CHOSEN_HPARAM = ("hparam", "hparam_value", "hparam_tuned")
+
+
 def chosen_hparam(row: pd.Series) -> str:
     """The chosen learning rate or C of a difficulty row, 'not tuned' when it was fixed."""
     if _missing(row.get("hparam_value")):
         return "–"
     value = f"{row['hparam']} {sci(row['hparam_value'])}"
     return value if bool(row.get("hparam_tuned")) else f"{value} (not tuned)"
+
+
+EXAMPLES_NEEDED = ("never_reached", "n_needed", "observed_at")
 
 
 def examples_needed(row: pd.Series) -> str:
@@ -281,388 +357,429 @@ def _get(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
     return frame if frame is not None else pd.DataFrame()
 
 
-def sections(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Every table of the page, formatted."""
-    t = lambda name: _get(tables, name)  # noqa: E731
-    profile = t("profile")
-    runtime = t("runtime")
-    ok_runtime = runtime[runtime["status"] == "ok"] if len(runtime) else runtime
-    fits = t("fits")
-    return {
-        "size": table(
-            profile,
-            [
-                ("model", "model", text),
-                ("method", "method", text),
-                ("params_total", "parameters (backbone + task head)", count),
-                ("params_backbone", "backbone", count),
-                ("*", "task head", task_head),
-                ("params_source_head", "source head", count),
-                ("source_head", "source head is", text),
-                ("params_published_total", "published size (backbone + source head)", count),
-                ("params_trainable_full", "trainable (full)", count),
-                ("params_trainable_linear_probe", "trainable (linear probe)", count),
-                ("params_trainable_lora", "trainable (LoRA)", count),
-                ("bytes_on_disk_by_format", "on disk, by format/dtype", text),
-                ("safetensors", "safetensors", text),
-                ("weights_fp32_bytes", "in memory fp32 (MB)", mega),
-                ("weights_bf16_bytes", "bf16 (MB)", mega),
-                ("weights_int8_bytes", "int8 dyn. quant. (MB)", mega),
-                ("license", "licence (as stated)", text),
-            ],
+def _ok(runtime: pd.DataFrame) -> pd.DataFrame:
+    return runtime[runtime["status"] == "ok"] if len(runtime) else runtime
+
+
+def _sorted_ok(runtime: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    ok = _ok(runtime)
+    return ok.sort_values(["model", "device_kind", "mode", "batch_size"]) if len(ok) else ok
+
+
+def _failed(runtime: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    return runtime[runtime["status"] != "ok"] if len(runtime) else runtime
+
+
+def _train_steps(runtime: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    ok = _ok(runtime)
+    return ok[ok["mode"] == "train_step"] if len(ok) else ok
+
+
+def _with_protocol_marks(curve: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    return results_table(curve, _get(tables, "protocol_check"))
+
+
+STRUCTURE_COUNTS = {
+    "layers",
+    "hidden_size",
+    "heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_input_length",
+    "sequence_length",
+    "input_resolution",
+    "channels",
+    "params_total",
+}
+
+
+def structure_columns(frame: pd.DataFrame) -> list[Spec]:
+    """The structure table's columns: whatever the adapters report (counts or text)."""
+    return [
+        (c, c.replace("_", " "), count if c in STRUCTURE_COUNTS else text) for c in frame.columns
+    ]
+
+
+# Every table of the page: the aggregate table it shows, its columns, and (for some) the rows.
+VIEWS: dict[str, View] = {
+    "size": View(
+        "profile",
+        (
+            ("model", "model"),
+            ("method", "method"),
+            ("params_total", "parameters (backbone + task head)"),
+            ("params_backbone", "backbone"),
+            Cell("task head", task_head, TASK_HEAD),
+            ("params_source_head", "source head"),
+            ("source_head", "source head is"),
+            ("params_published_total", "published size (backbone + source head)"),
+            ("params_trainable_full", "trainable (full)"),
+            ("params_trainable_linear_probe", "trainable (linear probe)"),
+            ("params_trainable_lora", "trainable (LoRA)"),
+            ("bytes_on_disk_by_format", "on disk, by format/dtype"),
+            ("safetensors", "safetensors"),
+            ("weights_fp32_bytes", "in memory fp32 (MB)"),
+            ("weights_bf16_bytes", "bf16 (MB)"),
+            ("weights_int8_bytes", "int8 dyn. quant. (MB)"),
+            ("license", "licence (as stated)"),
         ),
-        "compute": table(
-            profile,
-            [
-                ("model", "model", text),
-                ("flops_input", "input", text),
-                ("flops_forward_per_sample", "forward GFLOPs", giga),
-                ("flops_train_step_per_sample", "train step GFLOPs", giga),
-                ("flops_analytical_forward", "analytical forward GFLOPs", giga),
-                ("flops_vs_analytical_pct", "counted vs analytical (%)", num(2)),
-                ("uncounted_time_share", "CPU time in uncounted ops", pct),
-                ("uncounted_operators", "largest uncounted ops", text),
-            ],
+    ),
+    "compute": View(
+        "profile",
+        (
+            ("model", "model"),
+            ("flops_input", "input"),
+            ("flops_forward_per_sample", "forward GFLOPs"),
+            ("flops_train_step_per_sample", "train step GFLOPs"),
+            ("flops_analytical_forward", "analytical forward GFLOPs"),
+            ("flops_vs_analytical_pct", "counted vs analytical (%)"),
+            ("uncounted_time_share", "CPU time in uncounted ops"),
+            ("uncounted_operators", "largest uncounted ops"),
         ),
-        "export": table(
-            t("export"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("standard_api", "standard API", text),
-                ("torch_export", "torch.export", text),
-                ("onnx_export", "ONNX export", text),
-                ("onnxruntime", "onnxruntime", text),
-                ("max_abs_diff", "max |Δlogit|", sci),
-                ("max_rel_diff", "max rel. Δ", sci),
-                ("accuracy_change", "Δ accuracy", num(4)),
-                ("macro_f1_change", "Δ macro-F1", num(4)),
-                ("onnx_vs_eager_b1", "ORT/eager latency b1", num(2)),
-                ("onnx_vs_eager_b32", "ORT/eager latency b32", num(2)),
-            ],
+    ),
+    "export": View(
+        "export",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("standard_api", "standard API"),
+            ("torch_export", "torch.export"),
+            ("onnx_export", "ONNX export"),
+            ("onnxruntime", "onnxruntime"),
+            ("max_abs_diff", "max |Δlogit|"),
+            ("max_rel_diff", "max rel. Δ"),
+            ("accuracy_change", "Δ accuracy"),
+            ("macro_f1_change", "Δ macro-F1"),
+            ("onnx_vs_eager_b1", "ORT/eager latency b1"),
+            ("onnx_vs_eager_b32", "ORT/eager latency b32"),
         ),
-        "deployment": table(t("deployment"), deployment_columns(t("deployment"))),
-        "difficulty": table(
-            t("difficulty"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("init", "init", text),
-                ("method", "method", text),
-                ("n_jobs", "jobs", count),
-                ("*", "mean test score", score_with_flags),
-                ("chance", "chance", num(3)),
-                ("top_pred_share", "top predicted class (max share)", pct),
-                ("median_total_wall_s", "median fine-tune time (s)", num(1)),
-                ("median_wall_s_to_level", "median time to 90% of final (s)", num(1)),
-                ("median_samples_to_level", "samples to 90% of final", count),
-                ("seed_std", "spread over seeds (std)", num(3)),
-                ("at_chance_rate", "runs at chance", pct),
-                ("diverged_rate", "diverged runs", pct),
-                ("*", "chosen lr / C", chosen_hparam),
-                ("hparam_spread", "spread over the grid (val.)", num(3)),
-            ],
+    ),
+    "deployment": View("deployment", deployment_columns),
+    "difficulty": View(
+        "difficulty",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("init", "init"),
+            ("method", "method"),
+            ("n_jobs", "jobs"),
+            Cell("mean test score", score_with_flags, SCORE_WITH_FLAGS),
+            ("chance", "chance"),
+            ("top_pred_share", "top predicted class (max share)"),
+            ("median_total_wall_s", "median fine-tune time (s)"),
+            ("median_wall_s_to_level", "median time to 90% of final (s)"),
+            ("median_samples_to_level", "samples to 90% of final"),
+            ("seed_std", "spread over seeds (std)"),
+            ("at_chance_rate", "runs at chance"),
+            ("diverged_rate", "diverged runs"),
+            Cell("chosen lr / C", chosen_hparam, CHOSEN_HPARAM),
+            ("hparam_spread", "spread over the grid (val.)"),
         ),
-        "methods": table(
-            t("methods"),
-            [
-                ("base", "model", text),
-                ("task", "task", text),
-                ("method", "method", text),
-                ("n_train", "examples", count),
-                ("*", "test score (seeds: min–max)", seed_range),
-                ("*", "95% interval (test examples)", interval("score_lo", "score_hi")),
-                ("*", "vs the best method (paired)", versus_best),
-                ("trainable_params", "trainable", count),
-                ("task_mb", "MB per extra task", num(2)),
-                ("finetune_s", "fine-tune (s, mean)", num(1)),
-                ("train_step_ms", "train step (ms)", num(1)),
-                ("train_batch", "at batch", count),
-                ("train_peak_mb", "train peak RSS (MB)", num(0)),
-            ],
+    ),
+    "methods": View(
+        "methods",
+        (
+            ("base", "model"),
+            ("task", "task"),
+            ("method", "method"),
+            ("n_train", "examples"),
+            Cell("test score (seeds: min–max)", seed_range, SEED_RANGE),
+            interval("score", "95% interval (test examples)"),
+            Cell("vs the best method (paired)", versus_best, VERSUS_BEST),
+            ("trainable_params", "trainable"),
+            ("task_mb", "MB per extra task"),
+            ("finetune_s", "fine-tune (s, mean)"),
+            ("train_step_ms", "train step (ms)"),
+            ("train_batch", "at batch"),
+            ("train_peak_mb", "train peak RSS (MB)"),
         ),
-        "tuning": table(
-            t("tuning"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("init", "init", text),
-                ("method", "method", text),
-                ("n_train", "examples", count),
-                ("param", "hyperparameter", text),
-                ("value", "value", sci),
-                ("val_score", "best validation score", num(3)),
-                ("val_loss", "its validation loss", num(3)),
-                ("best_step", "at step", count),
-                ("stop_reason", "stopped by", text),
-                ("chosen", "chosen", text),
-            ],
+    ),
+    "tuning": View(
+        "tuning",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("init", "init"),
+            ("method", "method"),
+            ("n_train", "examples"),
+            ("param", "hyperparameter"),
+            ("value", "value"),
+            ("val_score", "best validation score"),
+            ("val_loss", "its validation loss"),
+            ("best_step", "at step"),
+            ("stop_reason", "stopped by"),
+            ("chosen", "chosen"),
         ),
-        "runtime": table(
-            ok_runtime.sort_values(["model", "device_kind", "mode", "batch_size"])
-            if len(ok_runtime)
-            else ok_runtime,
-            [
-                ("model", "model", text),
-                ("device", "device", text),
-                ("mode", "mode", text),
-                ("batch_size", "batch", count),
-                ("threads", "threads", count),
-                ("latency_p50_ms", "p50 (ms)", num(1)),
-                ("latency_p90_ms", "p90 (ms)", num(1)),
-                ("*", "CV", cv_with_flag),
-                ("load_1min", "machine load (1 min)", num(2)),
-                ("attempts", "attempts", count),
-                ("repeats", "repeats", count),
-                ("throughput_per_s", "examples/s", num(1)),
-                ("peak_rss_mb", "peak RSS (MB)", num(0)),
-                ("gpu_peak_mb", "GPU peak (MB)", num(0)),
-            ],
+    ),
+    "runtime": View(
+        "runtime",
+        (
+            ("model", "model"),
+            ("device", "device"),
+            ("mode", "mode"),
+            ("batch_size", "batch"),
+            ("threads", "threads"),
+            ("latency_p50_ms", "p50 (ms)"),
+            ("latency_p90_ms", "p90 (ms)"),
+            Cell("CV", cv_with_flag, CV_WITH_FLAG),
+            ("load_1min", "machine load (1 min)"),
+            ("attempts", "attempts"),
+            ("repeats", "repeats"),
+            ("throughput_per_s", "examples/s"),
+            ("peak_rss_mb", "peak RSS (MB)"),
+            ("gpu_peak_mb", "GPU peak (MB)"),
         ),
-        "runtime_failed": table(
-            runtime[runtime["status"] != "ok"] if len(runtime) else runtime,
-            [
-                ("model", "model", text),
-                ("mode", "mode", text),
-                ("batch_size", "batch", count),
-                ("reason", "reason", text),
-            ],
+        _sorted_ok,
+    ),
+    "runtime_failed": View(
+        "runtime",
+        (("model", "model"), ("mode", "mode"), ("batch_size", "batch"), ("reason", "reason")),
+        _failed,
+    ),
+    "accessibility": View("accessibility", (("model", "model"), ("verdict", "verdict"))),
+    "data_needed": View(
+        "data_needed",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("init", "init"),
+            ("kind", "kind"),
+            ("level", "level"),
+            ("target_score", "target score"),
+            Cell("examples needed", examples_needed, EXAMPLES_NEEDED),
+            interval("n_needed", "95% CI", 0),
+            ("observed_at", "reached in the data at"),
+            ("extrapolated", "extrapolated"),
+            ("reachable", "reachable"),
+            ("never_reached_reason", "why never reached"),
+            ("reason", "fit"),
         ),
-        "accessibility": table(
-            t("accessibility"), [("model", "model", text), ("verdict", "verdict", text)]
+    ),
+    "fits": View(
+        "fits",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("init", "init"),
+            ("n_sizes", "sizes"),
+            ("a", "a (err floor)"),
+            ("b", "b"),
+            ("c", "c (exponent)"),
+            interval("c", "c 95% CI"),
+            ("extrap_error", "extrapolation error"),
+            ("trustworthy", "trustworthy"),
+            ("reason", "why"),
         ),
-        "data_needed": table(
-            t("data_needed"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("init", "init", text),
-                ("kind", "kind", text),
-                ("level", "level", num(2)),
-                ("target_score", "target score", num(3)),
-                ("*", "examples needed", examples_needed),
-                ("*", "95% CI", interval("n_lo", "n_hi", 0)),
-                ("observed_at", "reached in the data at", count),
-                ("extrapolated", "extrapolated", text),
-                ("reachable", "reachable", text),
-                ("never_reached_reason", "why never reached", text),
-                ("reason", "fit", text),
-            ],
+    ),
+    "transfer_gain": View(
+        "transfer_gain",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("n_train", "examples"),
+            ("mean_pretrained", "pretrained"),
+            ("mean_scratch", "scratch"),
+            ("gain", "gain"),
+            interval("gain", "95% CI"),
         ),
-        "fits": table(
-            fits,
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("init", "init", text),
-                ("n_sizes", "sizes", count),
-                ("a", "a (err floor)", num(3)),
-                ("b", "b", num(3)),
-                ("c", "c (exponent)", num(3)),
-                ("*", "c 95% CI", interval("c_lo", "c_hi")),
-                ("extrap_error", "extrapolation error", num(3)),
-                ("trustworthy", "trustworthy", text),
-                ("reason", "why", text),
-            ],
+    ),
+    "effective_data": View(
+        "effective_data",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("n_train", "examples"),
+            ("effective_data", "extra scratch examples it is worth"),
+            ("data_multiplier", "× data"),
+            ("extrapolated", "extrapolated"),
+            ("reachable", "reachable"),
+            ("reason", "note"),
         ),
-        "transfer_gain": table(
-            t("transfer_gain"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("n_train", "examples", count),
-                ("mean_pretrained", "pretrained", num(3)),
-                ("mean_scratch", "scratch", num(3)),
-                ("gain", "gain", num(3)),
-                ("*", "95% CI", interval("gain_lo", "gain_hi")),
-            ],
+    ),
+    "throughput": View(
+        "runtime",
+        (
+            ("model", "model"),
+            ("device", "device"),
+            ("batch_size", "batch"),
+            ("throughput_per_s", "training examples/s"),
         ),
-        "effective_data": table(
-            t("effective_data"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("n_train", "examples", count),
-                ("effective_data", "extra scratch examples it is worth", count),
-                ("data_multiplier", "× data", num(1)),
-                ("extrapolated", "extrapolated", text),
-                ("reachable", "reachable", text),
-                ("reason", "note", text),
-            ],
+        _train_steps,
+    ),
+    "structure": View("structure", structure_columns),
+    "compatibility": View(
+        "compatibility",
+        (
+            ("model", "model"),
+            ("eager_pytorch", "PyTorch eager"),
+            ("torch_export", "torch.export"),
+            ("onnx_onnxruntime", "ONNX + onnxruntime"),
+            ("deepspeed_finetune", "DeepSpeed fine-tune"),
         ),
-        "throughput": table(
-            ok_runtime[ok_runtime["mode"] == "train_step"] if len(ok_runtime) else ok_runtime,
-            [
-                ("model", "model", text),
-                ("device", "device", text),
-                ("batch_size", "batch", count),
-                ("throughput_per_s", "training examples/s", num(1)),
-            ],
+    ),
+    "pairwise": View(
+        "pairwise",
+        (
+            ("task", "task"),
+            ("system_a", "system A"),
+            ("system_b", "system B"),
+            ("n_train_a", "n A"),
+            ("n_train_b", "n B"),
+            ("acc_a", "acc A"),
+            ("acc_b", "acc B"),
+            ("diff", "A − B"),
+            interval("diff", "95% CI"),
+            ("cohens_h", "Cohen's h"),
+            ("mcnemar_p_holm", "McNemar p (Holm)"),
+            ("bootstrap_p_holm", "bootstrap p (Holm)"),
+            ("significant", "significant"),
         ),
-        "structure": table(
-            t("structure"),
-            [
-                (
-                    c,
-                    c.replace("_", " "),
-                    count
-                    if c
-                    in {
-                        "layers",
-                        "hidden_size",
-                        "heads",
-                        "intermediate_size",
-                        "vocab_size",
-                        "max_input_length",
-                        "sequence_length",
-                        "input_resolution",
-                        "channels",
-                        "params_total",
-                    }
-                    else text,
-                )
-                for c in t("structure").columns
-            ],
+    ),
+    "ranks": View(
+        "ranks",
+        (
+            ("task", "task"),
+            ("system", "system"),
+            ("n_train", "examples"),
+            ("accuracy", "accuracy"),
+            interval("accuracy", "accuracy 95% CI"),
+            ("rank", "rank"),
+            interval("rank", "rank interval", 0),
+            ("p_best", "P(best)"),
         ),
-        "compatibility": table(
-            t("compatibility"),
-            [
-                ("model", "model", text),
-                ("eager_pytorch", "PyTorch eager", text),
-                ("torch_export", "torch.export", text),
-                ("onnx_onnxruntime", "ONNX + onnxruntime", text),
-                ("deepspeed_finetune", "DeepSpeed fine-tune", text),
-            ],
+    ),
+    "transfer": View(
+        "transfer",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("n_examples", "examples"),
+            ("logme", "LogME"),
+            ("h_score", "H-score"),
+            ("leep", "LEEP"),
+            ("nce", "NCE"),
+            ("knn_accuracy", "k-NN acc."),
+            ("linear_probe_val_accuracy", "linear probe (val)"),
+            ("scores_wall_s", "time (s)"),
+            ("note", "note"),
         ),
-        "pairwise": table(
-            t("pairwise"),
-            [
-                ("task", "task", text),
-                ("system_a", "system A", text),
-                ("system_b", "system B", text),
-                ("n_train_a", "n A", count),
-                ("n_train_b", "n B", count),
-                ("acc_a", "acc A", num(3)),
-                ("acc_b", "acc B", num(3)),
-                ("diff", "A − B", num(3)),
-                ("*", "95% CI", interval("diff_lo", "diff_hi")),
-                ("cohens_h", "Cohen's h", num(2)),
-                ("mcnemar_p_holm", "McNemar p (Holm)", sci),
-                ("bootstrap_p_holm", "bootstrap p (Holm)", sci),
-                ("significant", "significant", text),
-            ],
+    ),
+    "transfer_prediction": View(
+        "transfer_prediction",
+        (
+            ("predictor", "predictor"),
+            ("kind", "kind"),
+            ("task", "task"),
+            ("n_models", "items"),
+            ("tau", "weighted τ"),
+            interval("tau", "95% CI", 2),
+            ("note", "note"),
         ),
-        "ranks": table(
-            t("ranks"),
-            [
-                ("task", "task", text),
-                ("system", "system", text),
-                ("n_train", "examples", count),
-                ("accuracy", "accuracy", num(3)),
-                ("*", "accuracy 95% CI", interval("accuracy_lo", "accuracy_hi")),
-                ("rank", "rank", num(1)),
-                ("*", "rank interval", interval("rank_lo", "rank_hi", 0)),
-                ("p_best", "P(best)", num(2)),
-            ],
+    ),
+    "reuse": View(
+        "reuse",
+        (
+            ("model", "model"),
+            ("tasks", "tasks"),
+            ("mean_score", "mean score"),
+            ("mean_normalised", "mean normalised score"),
+            ("mean_transfer_gain", "mean transfer gain (largest size)"),
         ),
-        "transfer": table(
-            t("transfer"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("n_examples", "examples", count),
-                ("logme", "LogME", num(3)),
-                ("h_score", "H-score", num(3)),
-                ("leep", "LEEP", num(3)),
-                ("nce", "NCE", num(3)),
-                ("knn_accuracy", "k-NN acc.", num(3)),
-                ("linear_probe_val_accuracy", "linear probe (val)", num(3)),
-                ("scores_wall_s", "time (s)", num(2)),
-                ("note", "note", text),
-            ],
+    ),
+    "prediction_cost": View(
+        "prediction_cost",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("features_wall_s", "feature extraction (s)"),
+            ("scores_wall_s", "scores (s)"),
+            ("shared_features", "features shared with the fine-tunes"),
+            ("finetune_wall_s", "fine-tunes predicted (s, summed)"),
+            ("cost_ratio", "prediction / fine-tuning"),
         ),
-        "transfer_prediction": table(
-            t("transfer_prediction"),
-            [
-                ("predictor", "predictor", text),
-                ("kind", "kind", text),
-                ("task", "task", text),
-                ("n_models", "items", count),
-                ("tau", "weighted τ", num(2)),
-                ("*", "95% CI", interval("tau_lo", "tau_hi", 2)),
-                ("note", "note", text),
-            ],
+    ),
+    "similarity_vs_gain": View(
+        "similarity_vs_gain",
+        (
+            ("model", "model"),
+            ("tasks", "tasks"),
+            ("spearman_rho", "Spearman ρ (distance vs gain)"),
+            ("p_value", "p"),
+            ("note", "note"),
         ),
-        "reuse": table(
-            t("reuse"),
-            [
-                ("model", "model", text),
-                ("tasks", "tasks", count),
-                ("mean_score", "mean score", num(3)),
-                ("mean_normalised", "mean normalised score", num(3)),
-                ("mean_transfer_gain", "mean transfer gain (largest size)", num(3)),
-            ],
+    ),
+    "similarity": View(
+        "task_similarity",
+        (
+            ("model", "model"),
+            ("task_a", "task"),
+            ("task_b", "task"),
+            ("frechet_distance", "Fréchet distance (diag.)"),
         ),
-        "prediction_cost": table(
-            t("prediction_cost"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("features_wall_s", "feature extraction (s)", num(1)),
-                ("scores_wall_s", "scores (s)", num(2)),
-                ("shared_features", "features shared with the fine-tunes", text),
-                ("finetune_wall_s", "fine-tunes predicted (s, summed)", num(1)),
-                ("cost_ratio", "prediction / fine-tuning", pct),
-            ],
+    ),
+    "protocol_check": View(
+        "protocol_check",
+        (
+            ("model", "model"),
+            ("task", "task"),
+            ("n_train", "examples"),
+            ("metric", "metric"),
+            ("score", "full fine-tune"),
+            interval("score", "95% CI"),
+            ("frozen_score", "frozen features (linear probe)"),
+            ("difference", "difference"),
+            ("verdict", "verdict"),
         ),
-        "similarity_vs_gain": table(
-            t("similarity_vs_gain"),
-            [
-                ("model", "model", text),
-                ("tasks", "tasks", count),
-                ("spearman_rho", "Spearman ρ (distance vs gain)", num(2)),
-                ("p_value", "p", sci),
-                ("note", "note", text),
-            ],
+    ),
+    # Rows made from the learning curve (one cell per metric: mean ± std, protocol mark).
+    "results": View(
+        "learning_curve",
+        (
+            ("task", "task"),
+            ("model", "model"),
+            ("init", "init"),
+            ("method", "method"),
+            ("n_train", "examples"),
+            ("n_seeds", "seeds"),
+            ("accuracy", "accuracy", text),
+            ("macro_f1", "macro-F1", text),
+            ("ece", "ECE", text),
         ),
-        "similarity": table(
-            t("task_similarity"),
-            [
-                ("model", "model", text),
-                ("task_a", "task", text),
-                ("task_b", "task", text),
-                ("frechet_distance", "Fréchet distance (diag.)", num(2)),
-            ],
-        ),
-        "protocol_check": table(
-            t("protocol_check"),
-            [
-                ("model", "model", text),
-                ("task", "task", text),
-                ("n_train", "examples", count),
-                ("metric", "metric", text),
-                ("score", "full fine-tune", num(3)),
-                ("*", "95% CI", interval("score_lo", "score_hi")),
-                ("frozen_score", "frozen features (linear probe)", num(3)),
-                ("difference", "difference", num(3)),
-                ("verdict", "verdict", text),
-            ],
-        ),
-        "results": table(
-            results_table(t("learning_curve"), t("protocol_check")),
-            [
-                ("task", "task", text),
-                ("model", "model", text),
-                ("init", "init", text),
-                ("method", "method", text),
-                ("n_train", "examples", count),
-                ("n_seeds", "seeds", count),
-                ("accuracy", "accuracy", text),
-                ("macro_f1", "macro-F1", text),
-                ("ece", "ECE", text),
-            ],
-        ),
-    }
+        _with_protocol_marks,
+    ),
+}
+
+
+def resolve(source: str, specs: Any, frame: pd.DataFrame) -> list[tuple[str, str, Any]]:
+    """A view's columns as ``(column or "*", header, formatter)``: a ``(column, header)`` pair
+    takes the formatter of the column's format in the table contract (`ptmeval.tables`), a
+    triple names its own, a `Cell` formats the whole row; a callable makes them from the
+    frame."""
+    if callable(specs):
+        specs = specs(frame)
+    contract = CONTRACTS.get(source, {})
+    out: list[tuple[str, str, Any]] = []
+    for spec in specs:
+        if isinstance(spec, Cell):
+            out.append(("*", spec.header, spec.fmt))
+        elif len(spec) == 3:
+            out.append(spec)
+        else:
+            column, header = spec
+            out.append((column, header, FORMATTERS[contract[column].fmt]))
+    return out
+
+
+def render_view(view: View, tables: Tables) -> dict[str, Any]:
+    """One view of the page: its table's rows (selected by the view), formatted."""
+    frame = _get(tables, view.source)
+    rows = view.rows(frame, tables) if view.rows is not None else frame
+    return table(rows, resolve(view.source, view.columns, rows))
+
+
+def sections(tables: Tables) -> dict[str, Any]:
+    """Every table of the page (`VIEWS`), formatted."""
+    return {name: render_view(view, tables) for name, view in VIEWS.items()}
 
 
 def pareto_figures(points: pd.DataFrame) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from ptmeval.aggregate import aggregate, pareto_points
 from ptmeval.figures import pareto_figure
 from ptmeval.findings import write_failure
 from ptmeval.plan import AGGREGATE_TABLES
+from ptmeval.report import VIEWS, Cell, render_view
+from ptmeval.tables import CONTRACTS, interval_of
 
 SETTINGS = {"models": {"m": "tfidf-logreg"}, "metric": "accuracy", "n_boot": 50}
 
@@ -81,3 +83,31 @@ def test_the_pareto_view_plots_the_analysis_metric():
     assert f1["score_lo"].isna().all() and set(f1["metric"]) == {"macro_f1"}
     assert f1.loc["a", "latency_b1"] == 1.0
     assert "test macro_f1" in str(pareto_figure(f1.reset_index(), "t"))
+
+
+def test_every_table_the_page_reads_is_in_its_contract():
+    """The page's views take their formats from the table contracts: every column a view shows
+    or a cell reads is in its table's contract, and every contract is of a declared table."""
+    assert set(CONTRACTS) <= set(AGGREGATE_TABLES)
+    for name, view in VIEWS.items():
+        if callable(view.columns):  # columns made from the rows (timings per batch, structure)
+            specs = view.columns(pd.DataFrame(columns=["latency_b1_p50_ms"]))
+        else:
+            specs = list(view.columns)
+        reads = set()
+        for spec in specs:
+            if isinstance(spec, Cell):
+                reads |= set(spec.reads)
+            elif len(spec) == 2:
+                reads.add(spec[0])
+        unknown = reads - set(CONTRACTS.get(view.source, {}))
+        assert not unknown, f"view {name} reads {sorted(unknown)} outside its table's contract"
+        assert render_view(view, {})["rows"] == []  # an absent table is an empty view
+
+
+def test_made_tables_have_their_contract_columns():
+    tables = aggregate([], [], [], [], [], settings=SETTINGS)
+    for name, contract in CONTRACTS.items():
+        assert set(contract) <= set(tables[name].columns), name
+    assert interval_of("accuracy") == ("accuracy_lo", "accuracy_hi")
+    assert set(interval_of("diff")) <= set(CONTRACTS["pairwise"])

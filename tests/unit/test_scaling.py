@@ -173,13 +173,13 @@ def test_data_needed_matches_analytical_inverse():
         assert rel.loc[level, "target_score"] == pytest.approx(level * best)
         assert rel.loc[level, "n_needed"] == pytest.approx(inverse(level * best), rel=1e-3)
         assert rel.loc[level, "reachable"] and not rel.loc[level, "extrapolated"]
-        assert rel.loc[level, "n_lo"] <= rel.loc[level, "n_needed"] * (1 + 1e-6)
+        assert rel.loc[level, "n_needed_lo"] <= rel.loc[level, "n_needed"] * (1 + 1e-6)
     absolute = table[table["kind"] == "absolute"].set_index("target_score")
     assert absolute.loc[0.88, "n_needed"] == pytest.approx(10_000, rel=1e-3)
     assert absolute.loc[0.88, "extrapolated"]
     # 0.95 is above the asymptotic score 0.9: NaN, not infinity
     assert not absolute.loc[0.95, "reachable"]
-    assert np.isnan(absolute.loc[0.95, "n_needed"]) and np.isnan(absolute.loc[0.95, "n_hi"])
+    assert np.isnan(absolute.loc[0.95, "n_needed"]) and np.isnan(absolute.loc[0.95, "n_needed_hi"])
 
 
 def test_transfer_gain_of_shifted_curve():
@@ -377,7 +377,7 @@ def test_curve_at_chance_is_never_reached_not_zero_examples():
     assert (before["n_needed"] < 1).all()  # what a flat curve gives without chance: 0
     table = data_needed(flat, n_boot=20, chance={"t": 0.8})
     assert table["never_reached"].all() and not table["reachable"].any()
-    assert table[["n_needed", "n_lo", "n_hi"]].isna().all().all()
+    assert table[["n_needed", "n_needed_lo", "n_needed_hi"]].isna().all().all()
     assert "chance" in table["never_reached_reason"].iloc[0]
 
 

@@ -483,8 +483,8 @@ def _needed_row(
         "target_score": score,
         "best_observed": best,
         "n_needed": n_star,
-        "n_lo": lo,
-        "n_hi": hi,
+        "n_needed_lo": lo,
+        "n_needed_hi": hi,
         "boot_reachable": boot_reachable,
         "observed_at": observed_at,
         "reachable": reachable,
@@ -530,7 +530,7 @@ def data_needed(
     NaN, ``reachable`` False, and ``never_reached_reason`` says why.
 
     Columns: the keys, ``metric``, ``kind``, ``level``, ``target_score``, ``best_observed``,
-    ``n_needed``, ``n_lo``, ``n_hi``, ``boot_reachable``, ``observed_at`` (the smallest
+    ``n_needed`` and its interval ``n_needed_lo``, ``n_needed_hi``, ``boot_reachable``, ``observed_at`` (the smallest
     training size whose mean score already reaches the target: the data answer where a fit
     cannot, e.g. with fewer sizes than a fit needs), ``reachable`` (True when the fit or the
     observed scores reach the target; False, and ``n_needed`` NaN, when neither does, or the
@@ -541,7 +541,14 @@ def data_needed(
     ``n_max``, ``trustworthy`` and ``reason`` (of the fit).
     """
     columns = [*KEYS, "metric", "kind", "level", "target_score", "best_observed"]
-    columns += ["n_needed", "n_lo", "n_hi", "boot_reachable", "observed_at", "reachable"]
+    columns += [
+        "n_needed",
+        "n_needed_lo",
+        "n_needed_hi",
+        "boot_reachable",
+        "observed_at",
+        "reachable",
+    ]
     columns += ["never_reached", "never_reached_reason", "extrapolated", "below_smallest"]
     columns += ["n_min", "n_max", "trustworthy", "reason"]
     targets = _as_list(target)
