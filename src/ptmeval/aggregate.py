@@ -577,6 +577,81 @@ def aggregate(
     deployment = concat_tables(deployments, failed)
     transfer = concat_tables(transfers, failed)
     preds = concat_tables(predictions, failed)
+    curves = scaling_tables(results, history, tasks, preds, settings, bases)
+    gain = curves["transfer_gain"]
+    pairwise, ranks = comparisons(preds, n_boot=n_boot, alpha=alpha)
+    models = settings.get("models") or dict.fromkeys(sorted(results["model"].unique()), "")
+    tables = {
+        "results": results,
+        "learning_curve": learning_curves(results),
+        "history": history,
+        "finetune_cost": fine_tune_cost(history),
+        "profile": profile,
+        "manifest": concat_tables(manifests, failed),
+        "tasks": tasks,
+        "runtime": runtime,
+        "accessibility": verdicts.accessibility(runtime, settings.get("hardware", []), deployment),
+        "export": export,
+        "deployment": deployment,
+        "compatibility": verdicts.compatibility(models, results, export),
+        "structure": verdicts.structure(profile),
+        **curves,
+        "pairwise": pairwise,
+        "ranks": ranks,
+        "transfer": transfer,
+        "transfer_prediction": transfer_prediction(transfer, profile, results, metric, n_boot),
+        "task_similarity": task_similarity(transfer),
+        "prediction_points": prediction_points(transfer, profile, results, metric),
+        "prediction_cost": prediction_cost(transfer, history),
+        "reuse": reuse(results, gain, metric),
+        "tuning": concat_tables(tuning, failed),
+    }
+    tables["difficulty"] = with_tuning(curves["difficulty"], tables["tuning"])
+    tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
+    tables["protocol_check"] = protocol_check(
+        results,
+        preds,
+        for_every_method(concat_tables(frozen, failed), bases),
+        metric,
+        n_boot=n_boot,
+        alpha=alpha,
+    )
+    tables |= verdict_tables(tables, transfer, models, settings, bases)
+    tables |= run_tables(benchmarks, estimate, failed, inputs)
+    tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
+    tables["methods"] = method_comparison(tables, bases or {m: m for m in models}, metric)
+    from ptmeval.plan import AGGREGATE_TABLES
+
+    if set(tables) != set(AGGREGATE_TABLES):  # the rule's outputs are declared from that list
+        raise RuntimeError(
+            "aggregate tables differ from ptmeval.plan.AGGREGATE_TABLES: "
+            f"made but not declared {sorted(set(tables) - set(AGGREGATE_TABLES))}, "
+            f"declared but not made {sorted(set(AGGREGATE_TABLES) - set(tables))}"
+        )
+    return {name: _conformed(name, frame) for name, frame in tables.items()}
+
+
+def _conformed(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The table with every column of its contract (`ptmeval.tables`); a made table that lacks
+    some is logged (its readers see them as missing values)."""
+    absent = contracts.missing(name, frame)
+    if absent and len(frame):
+        log.warning("table %s lacks its contract's column(s) %s", name, ", ".join(absent))
+    return contracts.conform(name, frame)
+
+
+def scaling_tables(
+    results: pd.DataFrame,
+    history: pd.DataFrame,
+    tasks: pd.DataFrame,
+    preds: pd.DataFrame,
+    settings: dict[str, Any],
+    bases: dict[str, str],
+) -> dict[str, pd.DataFrame]:
+    """The learning-curve tables (`ptmeval.scaling`): fits, band, data needed, transfer gain,
+    effective data, the per-job process and the training difficulty (empty without results)."""
+    metric = settings.get("metric", "accuracy")
+    n_boot = int(settings.get("n_boot", 1000))
     fits = band = needed = gain = effective = process = difficulty = pd.DataFrame()
     if len(results):
         chance = chance_scores(tasks, preds, metric)
@@ -600,22 +675,7 @@ def aggregate(
         effective = scaling.effective_data_transferred(
             results, borrow_scratch(fits, bases), metric=metric
         )
-    pairwise, ranks = comparisons(preds, n_boot=n_boot, alpha=alpha)
-    models = settings.get("models") or dict.fromkeys(sorted(results["model"].unique()), "")
-    tables = {
-        "results": results,
-        "learning_curve": learning_curves(results),
-        "history": history,
-        "finetune_cost": fine_tune_cost(history),
-        "profile": profile,
-        "manifest": concat_tables(manifests, failed),
-        "tasks": tasks,
-        "runtime": runtime,
-        "accessibility": verdicts.accessibility(runtime, settings.get("hardware", []), deployment),
-        "export": export,
-        "deployment": deployment,
-        "compatibility": verdicts.compatibility(models, results, export),
-        "structure": verdicts.structure(profile),
+    return {
         "fits": fits,
         "curve_band": band,
         "data_needed": needed,
@@ -623,26 +683,18 @@ def aggregate(
         "effective_data": effective,
         "process": process,
         "difficulty": difficulty,
-        "pairwise": pairwise,
-        "ranks": ranks,
-        "transfer": transfer,
-        "transfer_prediction": transfer_prediction(transfer, profile, results, metric, n_boot),
-        "task_similarity": task_similarity(transfer),
-        "prediction_points": prediction_points(transfer, profile, results, metric),
-        "prediction_cost": prediction_cost(transfer, history),
-        "reuse": reuse(results, gain, metric),
-        "tuning": concat_tables(tuning, failed),
     }
-    tables["difficulty"] = with_tuning(difficulty, tables["tuning"])
-    tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
-    tables["protocol_check"] = protocol_check(
-        results,
-        preds,
-        for_every_method(concat_tables(frozen, failed), bases),
-        metric,
-        n_boot=n_boot,
-        alpha=alpha,
-    )
+
+
+def verdict_tables(
+    tables: dict[str, pd.DataFrame],
+    transfer: pd.DataFrame,
+    models: dict[str, str],
+    settings: dict[str, Any],
+    bases: dict[str, str],
+) -> dict[str, pd.DataFrame]:
+    """The scorecard, its parts and the decision rule's table, from the measured tables."""
+    metric = settings.get("metric", "accuracy")
     facts = {
         m: {"modality": get_spec(a).modality, "neural": get_spec(a).neural}
         for m, a in models.items()
@@ -652,11 +704,20 @@ def aggregate(
     # transfer table's, measured under the base model's first method, holds it for each method
     shared = {**tables, "transfer": for_every_method(transfer, bases)}
     card, parts = scorecard.scorecard(shared, settings.get("weights"), metric, facts)
-    tables["scorecard"] = card
-    tables["scorecard_parts"] = parts
-    tables["decision"] = decision_table(
+    chosen = decision_table(
         {**shared, "scorecard_parts": parts}, settings.get("constraint", "latency")
     )
+    return {"scorecard": card, "scorecard_parts": parts, "decision": chosen}
+
+
+def run_tables(
+    benchmarks: Iterable[str | Path],
+    estimate: str | Path | None,
+    failed: list[pd.DataFrame],
+    inputs: list[list[str | Path]],
+) -> dict[str, pd.DataFrame]:
+    """How the run went: time and memory per stage (with the estimate beside), the failed jobs,
+    and the machines the jobs ran on."""
     times = stage_times(benchmarks)
     if estimate is not None:
         est = read_table(estimate)
@@ -671,29 +732,11 @@ def aggregate(
             on="stage",
             how="outer",
         )
-    tables["stage_times"] = times
-    tables["failures"] = failure_summary(failed)
-    tables["machines"] = machines(path for group in inputs for path in group)
-    tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
-    tables["methods"] = method_comparison(tables, bases or {m: m for m in models}, metric)
-    from ptmeval.plan import AGGREGATE_TABLES
-
-    if set(tables) != set(AGGREGATE_TABLES):  # the rule's outputs are declared from that list
-        raise RuntimeError(
-            "aggregate tables differ from ptmeval.plan.AGGREGATE_TABLES: "
-            f"made but not declared {sorted(set(tables) - set(AGGREGATE_TABLES))}, "
-            f"declared but not made {sorted(set(AGGREGATE_TABLES) - set(tables))}"
-        )
-    return {name: _conformed(name, frame) for name, frame in tables.items()}
-
-
-def _conformed(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The table with every column of its contract (`ptmeval.tables`); a made table that lacks
-    some is logged (its readers see them as missing values)."""
-    absent = contracts.missing(name, frame)
-    if absent and len(frame):
-        log.warning("table %s lacks its contract's column(s) %s", name, ", ".join(absent))
-    return contracts.conform(name, frame)
+    return {
+        "stage_times": times,
+        "failures": failure_summary(failed),
+        "machines": machines(path for group in inputs for path in group),
+    }
 
 
 def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataFrame:

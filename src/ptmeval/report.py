@@ -922,6 +922,43 @@ def placements(history: pd.DataFrame) -> str:
     return "; ".join(f"{d}, {p} ({n} runs)" for (d, p), n in counts.items())
 
 
+def learning_curve_figures(tables: Tables, metric: str) -> dict[str, Any]:
+    """One learning-curve figure per task, of ``metric``."""
+    curve = _get(tables, "learning_curve")
+    band = _get(tables, "curve_band")
+    if curve.empty:
+        return {}
+    return {
+        t: learning_curve_figure(curve, band, t, metric) for t in sorted(curve["task"].unique())
+    }
+
+
+def task_rows(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per task: its modality, examples per split and number of classes."""
+    if tasks.empty:
+        return pd.DataFrame()
+    return (
+        tasks.pivot_table(
+            index=["task", "modality"], columns="split", values="count", aggfunc="sum"
+        )
+        .reset_index()
+        .assign(classes=lambda d: d["task"].map(tasks.groupby("task")["label"].nunique()))
+    )
+
+
+def provenance(tables: Tables, config_hash: str) -> dict[str, str]:
+    """What made the page: versions, commit, config hash, this machine, where fine-tunes ran."""
+    return {
+        "ptmeval": __version__,
+        "git commit": git_commit() or "unknown",
+        "config hash": config_hash,
+        **_versions(),
+        "python": platform.python_version(),
+        "report rendered on": ", ".join(f"{k}={v}" for k, v in hardware().items()),
+        "full fine-tunes ran on": placements(_get(tables, "history")),
+    }
+
+
 def render_report(
     tables: dict[str, pd.DataFrame],
     out_path: str | Path,
@@ -932,24 +969,7 @@ def render_report(
 ) -> Path:
     """Render the HTML report to `out_path` from the aggregated tables; ``metric`` (the config's
     ``analysis.metric``) is the score the learning-curve figures plot."""
-    curve = _get(tables, "learning_curve")
-    band = _get(tables, "curve_band")
-    tasks = _get(tables, "tasks")
     results = _get(tables, "results")
-    figures = (
-        {t: learning_curve_figure(curve, band, t, metric) for t in sorted(curve["task"].unique())}
-        if len(curve)
-        else {}
-    )
-    task_rows = (
-        tasks.pivot_table(
-            index=["task", "modality"], columns="split", values="count", aggfunc="sum"
-        )
-        .reset_index()
-        .assign(classes=lambda d: d["task"].map(tasks.groupby("task")["label"].nunique()))
-        if len(tasks)
-        else pd.DataFrame()
-    )
     env = Environment(
         loader=FileSystemLoader(TEMPLATE.parent),
         autoescape=select_autoescape(["html", "j2"]),
@@ -961,8 +981,8 @@ def render_report(
         metric=metric,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         models=sorted(set(results["model"])) if len(results) else [],
-        tasks=task_rows.to_dict("records"),
-        figures=figures,
+        tasks=task_rows(_get(tables, "tasks")).to_dict("records"),
+        figures=learning_curve_figures(tables, metric),
         cost_figure=cost_figure(_get(tables, "runtime")),
         scatter={
             p: fig
@@ -973,15 +993,7 @@ def render_report(
         matrix=significance_matrix(_get(tables, "pairwise")),
         t=sections(tables),
         method_notes=methods.summaries(_get(tables, "methods")),
-        provenance={
-            "ptmeval": __version__,
-            "git commit": git_commit() or "unknown",
-            "config hash": config_hash,
-            **_versions(),
-            "python": platform.python_version(),
-            "report rendered on": ", ".join(f"{k}={v}" for k, v in hardware().items()),
-            "full fine-tunes ran on": placements(_get(tables, "history")),
-        },
+        provenance=provenance(tables, config_hash),
         machines=table(
             _get(tables, "machines"),
             [
