@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,28 +309,17 @@ def method_cost(cost: ModelCost, method: str) -> ModelCost:
     return dataclasses.replace(cost, train=min(cost.train, 2 * cost.forward))
 
 
-def estimate(
-    cfg: Config,
-    cache: Path | None = Path("results"),
-    peak: float | None = None,
-    cores: int | None = None,
-) -> pd.DataFrame:
-    """One row per stage: jobs, expected wall time (s), expected peak memory (MB), basis."""
-    peak = peak or matmul_peak_flops()
-    cores = cores or os.cpu_count() or 1
-    parallel = max(1, cores // HEAVY_THREADS)
-    costs: dict[str, ModelCost | None] = {}
-    skipped: list[str] = []  # models whose architecture cannot be read before their download
-    for m in cfg.models:
-        try:
-            costs[m.slug] = model_cost(cfg, m.slug, cache)
-        except ModelSourceError as err:
-            log.warning("%s; its jobs are left out of the estimate", err)
-            skipped.append(m.slug)
-    rows: dict[str, dict[str, Any]] = {}
+Add = Callable[..., None]
 
-    def add(stage: str, seconds: float, peak_mb: float = 0.0, basis: str = "") -> None:
-        row = rows.setdefault(
+
+class _Tally:
+    """Jobs, summed wall time, peak memory and bases per stage."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def add(self, stage: str, seconds: float, peak_mb: float = 0.0, basis: str = "") -> None:
+        row = self.rows.setdefault(
             stage, {"stage": stage, "jobs": 0, "wall_s": 0.0, "peak_mb": 0.0, "basis": set()}
         )
         row["jobs"] += 1
@@ -338,10 +328,13 @@ def estimate(
         if basis:
             row["basis"].add(basis)
 
-    from ptmeval.plan import Plan
+
+def _per_model_jobs(
+    cfg: Config, plan: Any, costs: dict[str, ModelCost | None], peak: float, add: Add
+) -> None:
+    """Download, profile, runtime, feature and transfer jobs (as the plan has them)."""
     from ptmeval.workflow import runtime_settings
 
-    plan = Plan(cfg, root=cache or "results")  # the jobs of each stage, as the workflow runs them
     for ids in plan.jobs("download"):  # one per base model: its methods share it
         m = cfg.model(ids["model"])
         cost = costs.get(m.slug)
@@ -407,11 +400,21 @@ def estimate(
         )
     for _ in plan.jobs("transfer"):
         add("transfer_scores", START_LIGHT + 2.0, 600.0)
+
+
+def _task_jobs(cfg: Config, add: Add) -> None:
+    """Task preparation and subsampling jobs."""
     for _task in cfg.tasks:
         add("prepare_task", START_LIGHT + 3.0, 500.0)
         for _ in cfg.subsample.fractions:
             for _ in cfg.subsample.seeds:
                 add("subsample", START_LIGHT, 200.0)
+
+
+def _training_jobs(
+    cfg: Config, costs: dict[str, ModelCost | None], skipped: list[str], peak: float, add: Add
+) -> None:
+    """Hyperparameter selection, fine-tune and evaluate jobs of every model x task."""
     for m, t in cfg.pairs():
         if m.slug in skipped:
             continue
@@ -459,6 +462,10 @@ def estimate(
                             mem,
                             cost.basis,
                         )
+
+
+def _export_jobs(cfg: Config, costs: dict[str, ModelCost | None], peak: float, add: Add) -> None:
+    """Export and deployment checks, one per export target."""
     from ptmeval.workflow import export_targets
 
     for e in export_targets(cfg):
@@ -474,9 +481,37 @@ def estimate(
             + deployment_seconds(cfg, t.test_size, cost, peak)
         )
         add("export_check", seconds, memory_mb("export_check", cost.weight_bytes), cost.basis)
-    add("aggregate", START_LIGHT + 8.0, 800.0)
-    add("render_report", START_LIGHT + 4.0, 400.0)
-    out = pd.DataFrame(rows.values())
+
+
+def estimate(
+    cfg: Config,
+    cache: Path | None = Path("results"),
+    peak: float | None = None,
+    cores: int | None = None,
+) -> pd.DataFrame:
+    """One row per stage: jobs, expected wall time (s), expected peak memory (MB), basis."""
+    from ptmeval.plan import Plan
+
+    peak = peak or matmul_peak_flops()
+    cores = cores or os.cpu_count() or 1
+    parallel = max(1, cores // HEAVY_THREADS)
+    costs: dict[str, ModelCost | None] = {}
+    skipped: list[str] = []  # models whose architecture cannot be read before their download
+    for m in cfg.models:
+        try:
+            costs[m.slug] = model_cost(cfg, m.slug, cache)
+        except ModelSourceError as err:
+            log.warning("%s; its jobs are left out of the estimate", err)
+            skipped.append(m.slug)
+    tally = _Tally()
+    plan = Plan(cfg, root=cache or "results")  # the jobs of each stage, as the workflow runs them
+    _per_model_jobs(cfg, plan, costs, peak, tally.add)
+    _task_jobs(cfg, tally.add)
+    _training_jobs(cfg, costs, skipped, peak, tally.add)
+    _export_jobs(cfg, costs, peak, tally.add)
+    tally.add("aggregate", START_LIGHT + 8.0, 800.0)
+    tally.add("render_report", START_LIGHT + 4.0, 400.0)
+    out = pd.DataFrame(tally.rows.values())
     out["basis"] = out["basis"].map(lambda b: ", ".join(sorted(b)) or "fixed")
     if skipped:
         out["basis"] += f"; without {', '.join(skipped)} (architecture not readable yet)"
