@@ -271,9 +271,32 @@ def with_tuning(difficulty: pd.DataFrame, tuning: pd.DataFrame) -> pd.DataFrame:
             "val_score": "hparam_val_score",
         }
     )
-    columns = ["hparam", "hparam_value", "hparam_tuned", "hparam_spread", "hparam_val_score"]
     keys = [k for k in ("model", "task", "init") if k in difficulty]
+    edge = {
+        tuple(key): at_grid_edge(group)
+        for key, group in tuning.groupby(keys, sort=False, dropna=False)
+    }
+    chosen["hparam_at_edge"] = [edge.get(tuple(r), False) for r in chosen[keys].to_numpy()]
+    columns = ["hparam", "hparam_value", "hparam_tuned", "hparam_spread", "hparam_val_score"]
+    columns.append("hparam_at_edge")
     return difficulty.merge(chosen[[*keys, *columns]], on=keys, how="left")
+
+
+def at_grid_edge(grid: pd.DataFrame) -> bool:
+    """Whether a selection chose the smallest or largest value it tried while the validation
+    score was still rising towards it (better than at the next value inwards): the best value
+    may then lie outside the grid, and the fine-tune that used it may be under-tuned. Ties and
+    a fixed (untuned) value are not at an edge."""
+    tried = grid[grid["tuned"].astype(bool)].sort_values("value") if "tuned" in grid else grid
+    if len(tried) < 2 or not tried["chosen"].astype(bool).any():
+        return False
+    scores = tried["val_score"].astype(float).to_numpy()
+    at = int(np.flatnonzero(tried["chosen"].astype(bool).to_numpy())[0])
+    if at == 0:
+        return bool(scores[0] > scores[1])
+    if at == len(tried) - 1:
+        return bool(scores[-1] > scores[-2])
+    return False
 
 
 def task_similarity(transfer: pd.DataFrame) -> pd.DataFrame:

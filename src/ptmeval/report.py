@@ -251,15 +251,20 @@ def score_with_flags(row: pd.Series) -> str:
     return score
 
 
-CHOSEN_HPARAM = ("hparam", "hparam_value", "hparam_tuned")
+CHOSEN_HPARAM = ("hparam", "hparam_value", "hparam_tuned", "hparam_at_edge")
 
 
 def chosen_hparam(row: pd.Series) -> str:
-    """The chosen learning rate or C of a difficulty row, 'not tuned' when it was fixed."""
+    """The chosen learning rate or C of a difficulty row: 'not tuned' when it was fixed, marked
+    when it lies at the grid's edge with the validation score rising towards it."""
     if _missing(row.get("hparam_value")):
         return "–"
     value = f"{row['hparam']} {sci(row['hparam_value'])}"
-    return value if bool(row.get("hparam_tuned")) else f"{value} (not tuned)"
+    if not bool(row.get("hparam_tuned")):
+        return f"{value} (not tuned)"
+    if not _missing(row.get("hparam_at_edge")) and bool(row["hparam_at_edge"]):
+        return f"{value} ⚠ grid edge"
+    return value
 
 
 EXAMPLES_NEEDED = ("never_reached", "n_needed", "observed_at")

@@ -91,7 +91,7 @@ CONTRACTS: dict[str, dict[str, Column]] = {
         "median_total_wall_s:num1:s, median_wall_s_to_level:num1:s,"
         "median_samples_to_level:count:examples, seed_std:num3:metric,"
         "at_chance_rate:pct:share of jobs, diverged_rate:pct:share of jobs, hparam,"
-        "hparam_value:sci:value, hparam_tuned, hparam_spread:num3:metric"
+        "hparam_value:sci:value, hparam_tuned, hparam_spread:num3:metric, hparam_at_edge"
     ),
     "methods": _columns(
         "base, task, method, n_train:count:examples, score[ci]:num3:metric,"

@@ -2,9 +2,11 @@
 rule's outputs come from ptmeval.plan.AGGREGATE_TABLES), also when every job of every model
 failed, in which case the failures table is what the report has to show."""
 
+import math
+
 import pandas as pd
 
-from ptmeval.aggregate import aggregate, pareto_points
+from ptmeval.aggregate import aggregate, at_grid_edge, pareto_points, with_tuning
 from ptmeval.figures import pareto_figure
 from ptmeval.findings import write_failure
 from ptmeval.plan import AGGREGATE_TABLES
@@ -111,3 +113,30 @@ def test_made_tables_have_their_contract_columns():
         assert set(contract) <= set(tables[name].columns), name
     assert interval_of("accuracy") == ("accuracy_lo", "accuracy_hi")
     assert set(interval_of("diff")) <= set(CONTRACTS["pairwise"])
+
+
+def _grid(scores, chosen, tuned=True):
+    values = [1e-4, 3e-4, 1e-3][: len(scores)]
+    return pd.DataFrame(
+        {
+            "value": values,
+            "val_score": scores,
+            "chosen": [v == chosen for v in values],
+            "tuned": tuned,
+        }
+    )
+
+
+def test_a_choice_at_the_grid_edge_is_flagged_only_when_the_score_still_rises():
+    assert at_grid_edge(_grid([0.45, 0.80, 0.93], 1e-3))  # rising to the top: flagged
+    assert at_grid_edge(_grid([0.90, 0.80, 0.70], 1e-4))  # rising to the bottom: flagged
+    assert not at_grid_edge(_grid([0.80, 0.93, 0.90], 3e-4))  # inside the grid
+    assert not at_grid_edge(_grid([0.78, 0.78, 0.78], 1e-4))  # a tie, chosen by the rule
+    assert not at_grid_edge(_grid([0.9], 1e-4))  # one value: nothing to compare
+    assert not at_grid_edge(_grid([math.nan, math.nan], 1e-4, tuned=False))  # fixed
+    difficulty = pd.DataFrame({"model": ["m"], "task": ["t"], "init": ["pretrained"]})
+    tuning = _grid([0.45, 0.80, 0.93], 1e-3).assign(
+        model="m", task="t", init="pretrained", param="lr", spread=0.48
+    )
+    row = with_tuning(difficulty, tuning).iloc[0]
+    assert row["hparam_value"] == 1e-3 and bool(row["hparam_at_edge"])

@@ -181,12 +181,16 @@ def test_hyperparameter_selection_is_shown_and_fixed_values_are_labelled(tmp_pat
         [
             {"model": "m1", "task": "t<b>", "init": i, "method": "full", "n_jobs": 4}
             | {"hparam": "lr", "hparam_value": v, "hparam_tuned": tuned, "hparam_spread": 0.4}
-            for i, v, tuned in (("pretrained", 3e-4, True), ("scratch", 1e-3, False))
+            | {"hparam_at_edge": edge}
+            for i, v, tuned, edge in (
+                ("pretrained", 3e-4, True, True),
+                ("scratch", 1e-3, False, False),
+            )
         ]
     )
     page = render_report(t, tmp_path / "r.html", title="r", config_hash="abc").read_text()
     assert "Hyperparameter selection" in page and "best validation score" in page
-    assert "lr 0.0003" in page and "lr 0.001 (not tuned)" in page
+    assert "lr 0.0003 ⚠ grid edge" in page and "lr 0.001 (not tuned)" in page
 
 
 def test_the_learning_curve_figure_plots_the_analysis_metric(tmp_path):
