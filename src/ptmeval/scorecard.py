@@ -76,83 +76,144 @@ def raw_measures(
         return pd.DataFrame(), pd.DataFrame()
     facts = model_facts(tables.get("results", curve), models)
     facts = facts[facts["model"].isin(set(curve["model"]))].set_index("model")
+    measures = _artefact_measures(
+        tables.get("export", pd.DataFrame()), tables.get("profile", pd.DataFrame())
+    )
+    measures |= _finetune_time(tables, facts)
+    runtime, noisy = _runtime_measures(tables.get("runtime", pd.DataFrame()))
+    measures |= runtime
+    curves, why = _curve_measures(curve, tables.get("results", pd.DataFrame()), metric)
+    measures |= curves
+    compat, no_cell = _compatibility_measures(tables.get("compatibility", pd.DataFrame()))
+    measures |= compat
+    measures |= _deploy_and_reuse_measures(tables)
     raw = pd.DataFrame(index=facts.index)
-    why: dict[str, str] = {}
-    profile = tables.get("profile", pd.DataFrame())
-    export = tables.get("export", pd.DataFrame())
-    runtime = tables.get("runtime", pd.DataFrame())
-    compat = tables.get("compatibility", pd.DataFrame())
-    reuse = tables.get("reuse", pd.DataFrame())
-    gain = tables.get("transfer_gain", pd.DataFrame())
+    for name, values in measures.items():
+        raw[name] = values
+    raw = raw.reindex(columns=list(SUBMEASURES)).astype(float)
+    status = _statuses(raw, facts, why, no_cell, noisy)
+    raw.insert(0, "modality", facts["modality"])
+    status.insert(0, "modality", facts["modality"])
+    return raw.reset_index(), status.reset_index()
+
+
+def _artefact_measures(export: pd.DataFrame, profile: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per model: the export checks (standard API, torch.export, ONNX parity) and the profile's
+    safetensors check and forward FLOPs, for the tables that have rows."""
+    measures: dict[str, pd.Series] = {}
     if len(export):
         ex = export.drop_duplicates("model").set_index("model")
         api = ex["standard_api"].map(str)
-        raw["standard_api"] = api.map(
+        measures["standard_api"] = api.map(
             lambda v: float(v.startswith(("transformers", "torchvision")))
         ).where(api != "unknown")
-        raw["torch_export"] = ex["torch_export"].map(lambda v: float(str(v) == "ok"))
+        measures["torch_export"] = ex["torch_export"].map(lambda v: float(str(v) == "ok"))
         ok = (ex["onnxruntime"] == "ok") & (ex.get("accuracy_change", np.nan).abs() <= 0.01)
-        raw["onnx_parity"] = ok.astype(float)
+        measures["onnx_parity"] = ok.astype(float)
     if len(profile):
         prof = profile.set_index("model")
-        raw["safetensors"] = prof["safetensors"].astype(float)
-        raw["flops"] = prof["flops_forward_per_sample"].astype(float)
+        measures["safetensors"] = prof["safetensors"].astype(float)
+        measures["flops"] = prof["flops_forward_per_sample"].astype(float)
+    return measures
+
+
+def _finetune_time(tables: dict[str, pd.DataFrame], facts: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per model: the mean adaptation time of its own init (pretrained when it has weights)."""
     costs = decision.system_costs(tables)
-    if len(costs):
-        own = costs[
-            costs["init"]
-            == costs["model"].map(facts["pretrained"]).map({True: "pretrained", False: "scratch"})
-        ]
-        raw["finetune_time"] = own.groupby("model")["adapt_s"].mean()
+    if not len(costs):
+        return {}
+    own = costs[
+        costs["init"]
+        == costs["model"].map(facts["pretrained"]).map({True: "pretrained", False: "scratch"})
+    ]
+    return {"finetune_time": own.groupby("model")["adapt_s"].mean()}
+
+
+def _runtime_measures(runtime: pd.DataFrame) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """Per model: latency and memory of CPU inference at batch 1, and the noise note of each
+    model whose latency was noisy."""
+    measures: dict[str, pd.Series] = {}
     noisy: dict[str, str] = {}
     if len(runtime):
         inf1 = _batch_one(runtime)
-        raw["latency_b1"] = inf1["latency_p50_ms"]
-        raw["inference_memory"] = inf1["peak_rss_mb"]
+        measures["latency_b1"] = inf1["latency_p50_ms"]
+        measures["inference_memory"] = inf1["peak_rss_mb"]
         for model, row in inf1.iterrows():
             if bool(row.get("noisy", False)) is True:
                 noisy[str(model)] = noise_note(row)
+    return measures, noisy
+
+
+def _curve_measures(
+    curve: pd.DataFrame, results: pd.DataFrame, metric: str
+) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """Per model: the learning-curve measures (score at the smallest and the largest size, gain
+    per doubling of the data), and why a curve-based measure cannot be measured."""
+    why: dict[str, str] = {}
     scores = _best_init_scores(curve, metric)
     sizes = scores.groupby(["model", "task"])["n_train"]
     smallest = scores[scores["n_train"] == sizes.transform("min")]
     largest = scores[scores["n_train"] == sizes.transform("max")]
-    raw["data_efficiency"] = smallest.groupby("model")["mean"].mean()
-    raw["score_at_largest"] = largest.groupby("model")["mean"].mean()
+    measures = {
+        "data_efficiency": smallest.groupby("model")["mean"].mean(),
+        "score_at_largest": largest.groupby("model")["mean"].mean(),
+    }
     slope = largest.merge(smallest, on=["model", "task"], suffixes=("_hi", "_lo"))
     doublings = np.log2(slope["n_train_hi"] / slope["n_train_lo"]).replace(0, np.nan)
     slope["per_doubling"] = (slope["mean_hi"] - slope["mean_lo"]) / doublings
-    raw["gain_per_doubling"] = slope.groupby("model")["per_doubling"].mean()
+    measures["gain_per_doubling"] = slope.groupby("model")["per_doubling"].mean()
     if scores.groupby("model")["n_train"].nunique().max() < 2:
         why["gain_per_doubling"] = "one training size: no slope"
-    results = tables.get("results", pd.DataFrame())
     if len(results) and not (results["init"] == "scratch").any():
         why["transfer_gain"] = "no from-scratch run to compare with (inits)"
-    if len(compat):
-        cells = ["eager_pytorch", "torch_export", "onnx_onnxruntime", "deepspeed_finetune"]
-        comp = compat.set_index("model")
+    return measures, why
 
-        def share(row: pd.Series) -> float:
-            applicable = [str(row[c]) for c in cells if c in row and not _not_applicable(row[c])]
-            return (
-                float(np.mean([v.startswith("ok") for v in applicable])) if applicable else np.nan
-            )
 
-        raw["compatibility"] = comp.apply(share, axis=1)
-        no_cell = comp.apply(
-            lambda row: all(_not_applicable(row[c]) for c in cells if c in row), axis=1
-        )
-    else:
-        no_cell = pd.Series(dtype=bool)
+def _compatibility_measures(compat: pd.DataFrame) -> tuple[dict[str, pd.Series], pd.Series]:
+    """Per model: the share of the applicable compatibility-matrix cells that work, and whether
+    no cell of the matrix applies to it."""
+    if not len(compat):
+        return {}, pd.Series(dtype=bool)
+    cells = ["eager_pytorch", "torch_export", "onnx_onnxruntime", "deepspeed_finetune"]
+    comp = compat.set_index("model")
+
+    def share(row: pd.Series) -> float:
+        applicable = [str(row[c]) for c in cells if c in row and not _not_applicable(row[c])]
+        return float(np.mean([v.startswith("ok") for v in applicable])) if applicable else np.nan
+
+    measures = {"compatibility": comp.apply(share, axis=1)}
+    no_cell = comp.apply(
+        lambda row: all(_not_applicable(row[c]) for c in cells if c in row), axis=1
+    )
+    return measures, no_cell
+
+
+def _deploy_and_reuse_measures(tables: dict[str, pd.DataFrame]) -> dict[str, pd.Series]:
+    """Per model: the leanest passing deployment's memory, the normalised score over tasks and
+    the transfer gain at the largest size, for the tables that have rows."""
+    measures: dict[str, pd.Series] = {}
     passing = deploy.passing_variants(tables.get("deployment", pd.DataFrame()))
     if passing is not None and len(passing):
         leanest = passing.groupby(["model", "task"])["peak_rss_mb"].min()
-        raw["deploy_memory"] = leanest.groupby("model").mean()
+        measures["deploy_memory"] = leanest.groupby("model").mean()
+    reuse = tables.get("reuse", pd.DataFrame())
     if len(reuse):
-        raw["normalised_score"] = reuse.set_index("model")["mean_normalised"]
+        measures["normalised_score"] = reuse.set_index("model")["mean_normalised"]
+    gain = tables.get("transfer_gain", pd.DataFrame())
     if len(gain):
         sizes = gain.groupby(["model", "task"])["n_train"].transform("max")
-        raw["transfer_gain"] = gain[gain["n_train"] == sizes].groupby("model")["gain"].mean()
-    raw = raw.reindex(columns=list(SUBMEASURES)).astype(float)
+        measures["transfer_gain"] = gain[gain["n_train"] == sizes].groupby("model")["gain"].mean()
+    return measures
+
+
+def _statuses(
+    raw: pd.DataFrame,
+    facts: pd.DataFrame,
+    why: dict[str, str],
+    no_cell: pd.Series,
+    noisy: dict[str, str],
+) -> pd.DataFrame:
+    """The status of every model × sub-measure of `raw` (whose not-applicable values it blanks)."""
     status = pd.DataFrame(MEASURED, index=raw.index, columns=raw.columns)
     for name in SUBMEASURES:
         for model in raw.index:
@@ -167,9 +228,7 @@ def raw_measures(
                 status.at[model, name] = f"not measured: {reason}"
             elif name in ("latency_b1", "inference_memory") and model in noisy:
                 status.at[model, name] = f"{MEASURED}; {noisy[model]}"
-    raw.insert(0, "modality", facts["modality"])
-    status.insert(0, "modality", facts["modality"])
-    return raw.reset_index(), status.reset_index()
+    return status
 
 
 def noise_note(row: pd.Series) -> str:
