@@ -500,54 +500,76 @@ def pairwise_comparisons(
     # More accurate system first; ties by name (the systems are sorted by name already).
     order = sorted(range(len(systems)), key=lambda i: (-round(observed[i], _ROUND), i))
 
-    rows = []
-    for i, j in combinations(order, 2):
-        a, b = systems[i], systems[j]
-        pairs, pairing = _seed_pairs(a, b)
-        tests = []
-        for ia, ib in pairs:
-            ca, cb = a.correct[ia], b.correct[ib]
-            discordant = int(np.sum(ca != cb))
-            tests.append(("exact" if discordant < EXACT_MCNEMAR_BELOW else "chi2", mcnemar(ca, cb)))
-        kinds = sorted({kind for kind, _ in tests})
-        pvals = [p for _, (_, p) in tests]
-        diff = float(observed[i] - observed[j])
-        boot_diff = boot[:, i] - boot[:, j]
-        h = float(cohens_h(observed[i], observed[j]))
-        boot_h = np.asarray(cohens_h(boot[:, i], boot[:, j]))
-        d_low, d_high = _percentile_ci(boot_diff, alpha)
-        h_low, h_high = _percentile_ci(boot_h, alpha)
-        rows.append(
-            {
-                "task": task,
-                "system_a": a.label,
-                "system_b": b.label,
-                "n_train_a": a.n_train,
-                "n_train_b": b.n_train,
-                "n_test": pooled.shape[0],
-                "n_seeds_a": len(a.seeds),
-                "n_seeds_b": len(b.seeds),
-                "n_seed_pairs": len(pairs),
-                "seed_pairing": pairing,
-                "acc_a": float(observed[i]),
-                "acc_b": float(observed[j]),
-                "diff": diff,
-                "diff_lo": d_low,
-                "diff_hi": d_high,
-                "cohens_h": h,
-                "cohens_h_lo": h_low,
-                "cohens_h_hi": h_high,
-                "mcnemar_test": "+".join(kinds),
-                "mcnemar_p_median": float(np.median(pvals)),
-                "mcnemar_p": combine_seed_pvalues(pvals),
-                "bootstrap_p": _bootstrap_pvalue(boot_diff, diff),
-            }
-        )
+    n_test = pooled.shape[0]
+    rows = [
+        _pair_row(task, systems[i], systems[j], observed, boot, (i, j), n_test, alpha)
+        for i, j in combinations(order, 2)
+    ]
     table = pd.DataFrame(rows)
     for name in ("mcnemar_p", "bootstrap_p"):
         table[f"{name}_holm"] = multipletests(table[name].to_numpy(), method="holm")[1]
     table["significant"] = table[f"{test}_p_holm"] < alpha
     return table[PAIRWISE_COLUMNS]
+
+
+def _seed_mcnemar(
+    a: _System, b: _System, pairs: list[tuple[int, int]]
+) -> tuple[list[str], list[float]]:
+    """McNemar's test on each seed pair of two systems: the kinds used (sorted), the p-values."""
+    tests = []
+    for ia, ib in pairs:
+        ca, cb = a.correct[ia], b.correct[ib]
+        discordant = int(np.sum(ca != cb))
+        tests.append(("exact" if discordant < EXACT_MCNEMAR_BELOW else "chi2", mcnemar(ca, cb)))
+    kinds = sorted({kind for kind, _ in tests})
+    pvals = [p for _, (_, p) in tests]
+    return kinds, pvals
+
+
+def _pair_row(
+    task: str,
+    a: _System,
+    b: _System,
+    observed: np.ndarray,
+    boot: np.ndarray,
+    columns: tuple[int, int],
+    n_test: int,
+    alpha: float,
+) -> dict[str, Any]:
+    """The pairwise row of systems a and b (their ``columns`` in ``observed`` and ``boot``)."""
+    i, j = columns
+    pairs, pairing = _seed_pairs(a, b)
+    kinds, pvals = _seed_mcnemar(a, b, pairs)
+    diff = float(observed[i] - observed[j])
+    boot_diff = boot[:, i] - boot[:, j]
+    h = float(cohens_h(observed[i], observed[j]))
+    boot_h = np.asarray(cohens_h(boot[:, i], boot[:, j]))
+    d_low, d_high = _percentile_ci(boot_diff, alpha)
+    h_low, h_high = _percentile_ci(boot_h, alpha)
+    return {
+        "task": task,
+        "system_a": a.label,
+        "system_b": b.label,
+        "n_train_a": a.n_train,
+        "n_train_b": b.n_train,
+        "n_test": n_test,
+        "n_seeds_a": len(a.seeds),
+        "n_seeds_b": len(b.seeds),
+        "n_seed_pairs": len(pairs),
+        "seed_pairing": pairing,
+        "acc_a": float(observed[i]),
+        "acc_b": float(observed[j]),
+        "diff": diff,
+        "diff_lo": d_low,
+        "diff_hi": d_high,
+        "cohens_h": h,
+        "cohens_h_lo": h_low,
+        "cohens_h_hi": h_high,
+        "mcnemar_test": "+".join(kinds),
+        "mcnemar_p_median": float(np.median(pvals)),
+        "mcnemar_p": combine_seed_pvalues(pvals),
+        "bootstrap_p": _bootstrap_pvalue(boot_diff, diff),
+    }
 
 
 def rank_intervals(
