@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -697,15 +697,7 @@ def frozen_probe_scores(
     x_test, y_test = _matrix(test), test["label"].to_numpy()
     rows = []
     for (fraction, seed), subset in sorted(subsets.items()):
-        ids = pd.Index(subset["row_id"])
-        unknown = ids[~ids.isin(pool.index)]
-        if len(unknown):
-            raise ValueError(
-                f"{model}/{task}: {len(unknown)} row_id(s) of the training subset at fraction "
-                f"{fraction:g}, seed {seed} are not in the features' training split "
-                f"(e.g. {unknown[0]!r}); the features and the subsets come from different "
-                "task tables: recompute them"
-            )
+        ids = _subset_ids(pool, subset, model, task, fraction, seed)
         train = pool.loc[ids]
         base = {
             "model": model,
@@ -717,52 +709,88 @@ def frozen_probe_scores(
         }
         y = train["label"].to_numpy()
         if len(np.unique(y)) < 2:
-            rows += [
-                {
-                    **base,
-                    "probe_c": np.nan,
-                    "val_accuracy": np.nan,
-                    "metric": m,
-                    "value": np.nan,
-                    "note": "single class in the training subset: no probe",
-                }
-                for m in PROBE_METRICS
-            ]
+            values = dict.fromkeys(PROBE_METRICS, np.nan)
+            note = "single class in the training subset: no probe"
+            rows += _metric_rows(base, np.nan, np.nan, values, note)
             continue
         scaler = StandardScaler().fit(_matrix(train))
         x = scaler.transform(_matrix(train))
-        best: tuple[float, float, LogisticRegression] | None = None
-        notes = []
-        for c in grid if has_val else (1.0,):
-            clf = LogisticRegression(C=c, max_iter=max_iter)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=ConvergenceWarning)  # noted below
-                clf.fit(x, y)
-            if int(np.max(clf.n_iter_)) >= max_iter:
-                notes.append(f"C={c:g} stopped at {max_iter} iterations")
-            acc = np.nan
-            if x_val is not None:
-                acc = get_metric("accuracy")(
-                    _full_probs(clf, scaler.transform(x_val), num_labels), y_val
-                )
-            if best is None or acc > best[0]:
-                best = (acc, c, clf)
-        assert best is not None
-        if not has_val:
-            notes.append("no validation split: C = 1")
+        best, notes = _best_probe(scaler, x, y, x_val, y_val, grid, max_iter, num_labels)
         probs = _full_probs(best[2], scaler.transform(x_test), num_labels)
-        rows += [
-            {
-                **base,
-                "probe_c": best[1],
-                "val_accuracy": best[0],
-                "metric": m,
-                "value": get_metric(m)(probs, y_test),
-                "note": "; ".join(notes),
-            }
-            for m in PROBE_METRICS
-        ]
+        values = {m: get_metric(m)(probs, y_test) for m in PROBE_METRICS}
+        rows += _metric_rows(base, best[1], best[0], values, "; ".join(notes))
     return pd.DataFrame(rows, columns=FROZEN_COLUMNS)
+
+
+def _subset_ids(
+    pool: pd.DataFrame, subset: pd.DataFrame, model: str, task: str, fraction: float, seed: int
+) -> pd.Index:
+    """The subset's row_ids, checked to be rows of the features' training split ``pool``."""
+    ids = pd.Index(subset["row_id"])
+    unknown = ids[~ids.isin(pool.index)]
+    if len(unknown):
+        raise ValueError(
+            f"{model}/{task}: {len(unknown)} row_id(s) of the training subset at fraction "
+            f"{fraction:g}, seed {seed} are not in the features' training split "
+            f"(e.g. {unknown[0]!r}); the features and the subsets come from different "
+            "task tables: recompute them"
+        )
+    return ids
+
+
+def _best_probe(
+    scaler: StandardScaler,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray,
+    grid: tuple[float, ...],
+    max_iter: int,
+    num_labels: int,
+) -> tuple[tuple[float, float, LogisticRegression], list[str]]:
+    """The probe of best validation accuracy over ``grid`` (C = 1 without a validation split),
+    as (validation accuracy, C, fitted model), and the notes on its fits."""
+    best: tuple[float, float, LogisticRegression] | None = None
+    notes = []
+    for c in grid if x_val is not None else (1.0,):
+        clf = LogisticRegression(C=c, max_iter=max_iter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=ConvergenceWarning)  # noted below
+            clf.fit(x, y)
+        if int(np.max(clf.n_iter_)) >= max_iter:
+            notes.append(f"C={c:g} stopped at {max_iter} iterations")
+        acc = np.nan
+        if x_val is not None:
+            acc = get_metric("accuracy")(
+                _full_probs(clf, scaler.transform(x_val), num_labels), y_val
+            )
+        if best is None or acc > best[0]:
+            best = (acc, c, clf)
+    assert best is not None
+    if x_val is None:
+        notes.append("no validation split: C = 1")
+    return best, notes
+
+
+def _metric_rows(
+    base: dict[str, Any],
+    probe_c: float,
+    val_accuracy: float,
+    values: dict[str, float],
+    note: str,
+) -> list[dict[str, Any]]:
+    """The long-form rows of one subset's probe, one per metric of ``PROBE_METRICS``."""
+    return [
+        {
+            **base,
+            "probe_c": probe_c,
+            "val_accuracy": val_accuracy,
+            "metric": m,
+            "value": values[m],
+            "note": note,
+        }
+        for m in PROBE_METRICS
+    ]
 
 
 def frechet_diag(
