@@ -446,6 +446,30 @@ def protocol_check(
     """
     if results.empty or frozen.empty:
         return pd.DataFrame(columns=PROTOCOL_COLUMNS)
+    table = _fine_tunes_with_probe(results, frozen, metric)
+    if table.empty:
+        return pd.DataFrame(columns=PROTOCOL_COLUMNS)
+    table["metric"] = metric
+    table["difference"] = table["score"] - table["frozen_score"]
+    largest = table.groupby(["model", "task"])["n_train"].transform("max")
+    table["largest"] = table["n_train"] == largest
+    lows, highs, verdicts_ = [], [], []
+    for _, row in table.iterrows():
+        lo, hi = _score_interval(row, predictions, metric, n_boot, alpha, seed)
+        lows.append(lo)
+        highs.append(hi)
+        verdicts_.append(_protocol_verdict(hi, row["frozen_score"]))
+    table["score_lo"], table["score_hi"], table["verdict"] = lows, highs, verdicts_
+    table["below_frozen"] = table["score_hi"] < table["frozen_score"]
+    table = table.sort_values(["task", "model", "n_train"]).reset_index(drop=True)
+    return table[PROTOCOL_COLUMNS]
+
+
+def _fine_tunes_with_probe(
+    results: pd.DataFrame, frozen: pd.DataFrame, metric: str
+) -> pd.DataFrame:
+    """Per fine-tune from pretrained weights (full or lora) that has a frozen probe score at its
+    fraction: its mean score and seeds, and the probe's."""
     keys = ["model", "task", "init", "method", "fraction", "n_train"]
     tuned = results[
         (results["metric"] == metric)
@@ -461,47 +485,48 @@ def protocol_check(
         .groupby(["model", "task", "init", "fraction"], as_index=False)
         .agg(frozen_score=("value", "mean"), frozen_n_seeds=("value", "count"))
     )
-    table = means.merge(probe, on=["model", "task", "init", "fraction"], how="inner")
-    if table.empty:
-        return pd.DataFrame(columns=PROTOCOL_COLUMNS)
-    table["metric"] = metric
-    table["difference"] = table["score"] - table["frozen_score"]
-    largest = table.groupby(["model", "task"])["n_train"].transform("max")
-    table["largest"] = table["n_train"] == largest
-    lows, highs, verdicts_ = [], [], []
-    for _, row in table.iterrows():
-        lo = hi = np.nan
-        if len(predictions):
-            sub = predictions[
-                (predictions["model"] == row["model"])
-                & (predictions["task"] == row["task"])
-                & (predictions["init"] == row["init"])
-                & (predictions["method"] == row["method"])
-                & (predictions["fraction"] == row["fraction"])
-            ]
-            if len(sub):
-                wide = sub.pivot_table(index="row_id", columns="seed", values="pred").dropna()
-                labels = sub.drop_duplicates("row_id").set_index("row_id")["label"]
-                reps = _metric_replicates(
-                    labels.loc[wide.index].to_numpy(int),
-                    wide.to_numpy(int).T,
-                    metric,
-                    n_boot,
-                    seed,
-                )
-                lo, hi = (float(q) for q in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
-        lows.append(lo)
-        highs.append(hi)
-        if np.isnan(hi):
-            verdicts_.append("no per-example predictions: no interval, no verdict")
-        elif hi < row["frozen_score"]:
-            verdicts_.append(verdicts.PROTOCOL_MARK)
-        else:
-            verdicts_.append("not below its frozen features")
-    table["score_lo"], table["score_hi"], table["verdict"] = lows, highs, verdicts_
-    table["below_frozen"] = table["score_hi"] < table["frozen_score"]
-    table = table.sort_values(["task", "model", "n_train"]).reset_index(drop=True)
-    return table[PROTOCOL_COLUMNS]
+    return means.merge(probe, on=["model", "task", "init", "fraction"], how="inner")
+
+
+def _score_interval(
+    row: pd.Series,
+    predictions: pd.DataFrame,
+    metric: str,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+) -> tuple[float, float]:
+    """The fine-tune's ``1 - alpha`` interval from its per-example predictions (NaN without)."""
+    lo = hi = np.nan
+    if len(predictions):
+        sub = predictions[
+            (predictions["model"] == row["model"])
+            & (predictions["task"] == row["task"])
+            & (predictions["init"] == row["init"])
+            & (predictions["method"] == row["method"])
+            & (predictions["fraction"] == row["fraction"])
+        ]
+        if len(sub):
+            wide = sub.pivot_table(index="row_id", columns="seed", values="pred").dropna()
+            labels = sub.drop_duplicates("row_id").set_index("row_id")["label"]
+            reps = _metric_replicates(
+                labels.loc[wide.index].to_numpy(int),
+                wide.to_numpy(int).T,
+                metric,
+                n_boot,
+                seed,
+            )
+            lo, hi = (float(q) for q in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
+    return lo, hi
+
+
+def _protocol_verdict(hi: float, frozen_score: float) -> str:
+    """The page's mark when the interval's upper bound is below the probe, or why there is none."""
+    if np.isnan(hi):
+        return "no per-example predictions: no interval, no verdict"
+    if hi < frozen_score:
+        return verdicts.PROTOCOL_MARK
+    return "not below its frozen features"
 
 
 def comparisons(
