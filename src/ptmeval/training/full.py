@@ -6,6 +6,7 @@ path, its base frozen and LoRA adapters added (ptmeval.training.lora)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,119 @@ class CheckpointSaver(Callback):
         )
 
 
+def _loaded_model(job: FinetuneJob, data: pd.DataFrame, snapshot: Path) -> Any:
+    """The job's model for the task (LoRA adapters added for `method: lora`), placed on its
+    device and precision."""
+    loaded = load_for_task(job, snapshot, num_labels(data), job.init)
+    if job.method == "lora":  # the base frozen, adapters and head trained (PEFT)
+        from ptmeval.training.lora import apply_lora
+
+        loaded = apply_lora(loaded, job)
+    return placed(job, loaded)
+
+
+def _resumed(
+    checkpoint_dir: Path | None,
+    params_hash: str,
+    strategy: PlainStrategy,
+    generator: Any,
+    early: EarlyStopping,
+) -> Progress:
+    """The progress to start from: restored from `checkpoint_dir` (with the model, optimizer,
+    schedule, generator and best weights) when it holds this job's checkpoint, else fresh."""
+    from ptmeval.checkpoint import load_checkpoint
+
+    progress = Progress()
+    if checkpoint_dir is not None:
+        restored = load_checkpoint(
+            checkpoint_dir,
+            params_hash,
+            strategy.loaded.model,
+            strategy.optimizer,
+            strategy.scheduler,
+            generator,
+        )
+        if restored is not None:
+            state, best = restored
+            progress = Progress.from_json(state)
+            early.best_weights = best
+            log.info("resumed from %s at step %d", checkpoint_dir, progress.step)
+    return progress
+
+
+def _after_step(
+    checkpoint_dir: Path | None,
+    params_hash: str,
+    strategy: PlainStrategy,
+    generator: Any,
+    early: EarlyStopping,
+    budget: Budget,
+) -> Callable[[Progress], None]:
+    """The loop's after-step hook: with `checkpoint_dir`, a checkpoint when one is due
+    (`checkpoint_every_steps`); on a stop request, a checkpoint (with `checkpoint_dir`) and
+    leave."""
+    saver = None
+    if checkpoint_dir is not None:
+        every = strategy.settings.checkpoint_every_steps
+        saver = CheckpointSaver(
+            Path(checkpoint_dir), params_hash, strategy, generator, early, budget, every
+        )
+
+    def after_step(p: Progress) -> None:
+        why = stopping.stop_requested()  # Snakemake killed, Ctrl-C, SIGTERM: checkpoint, stop
+        if why is not None:
+            if saver is not None:
+                saver.save(p)
+                why += f"; checkpointed step {p.step} to resume from"
+            stopping.leave(why)
+        if saver is not None and saver.due(p):
+            saver.save(p)
+
+    return after_step
+
+
+def _keep_best(loaded: Any, early: EarlyStopping, progress: Progress) -> None:
+    """Load the best validation point's weights (when one was kept) and log where the run
+    stopped."""
+    if early.best_weights is not None:
+        loaded.model.load_state_dict(early.best_weights)
+    log.info(
+        "stopped: %s after %d steps; kept the weights of step %d",
+        progress.stop_reason,
+        progress.step,
+        progress.best_step,
+    )
+
+
+def _write_weights(job: FinetuneJob, loaded: Any, out: Path, keep_weights: bool) -> int:
+    """Write the LoRA adapter (then merge it in place) and, with `keep_weights`, the weights to
+    `out`; return the bytes one more task stores."""
+    from safetensors.torch import save_model
+
+    if job.method == "lora":
+        from ptmeval.training.lora import merge, save_adapter
+
+        task_bytes = save_adapter(loaded, out)  # what one more task costs to store
+        loaded = merge(loaded)  # what later stages read: a plain model, as a full fine-tune's
+    else:
+        task_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    if keep_weights:
+        save_model(loaded.model.cpu(), str(out / WEIGHTS_FILE))
+    else:
+        note_weights_not_kept(out)
+    return task_bytes
+
+
+def _history(progress: Progress, loaded: Any, task_bytes: int) -> pd.DataFrame:
+    """The history: one row per validation point, with the placement's columns and the bytes
+    stored per extra task."""
+    history = pd.DataFrame(progress.rows)
+    for key, value in loaded.placement.columns().items():
+        history[key] = value
+    history["task_bytes"] = task_bytes  # stored per extra task: the weights, or the adapter
+    return history
+
+
 def finetune_full(
     job: FinetuneJob,
     data: pd.DataFrame,
@@ -155,20 +269,14 @@ def finetune_full(
     validation point's class probabilities on `test_items`; its weights are written to `out`
     with `keep_weights`."""
     import torch
-    from safetensors.torch import save_model
 
-    from ptmeval.checkpoint import load_checkpoint, remove_checkpoint
+    from ptmeval.checkpoint import remove_checkpoint
     from ptmeval.config import config_hash
 
     set_threads(threads)
     seed_everything(job.seed)
     settings = job.finetune
-    loaded = load_for_task(job, snapshot, num_labels(data), job.init)
-    if job.method == "lora":  # the base frozen, adapters and head trained (PEFT)
-        from ptmeval.training.lora import apply_lora
-
-        loaded = apply_lora(loaded, job)
-    loaded = placed(job, loaded)
+    loaded = _loaded_model(job, data, snapshot)
     col = input_column(data)
     items = train[col].tolist()
     targets = torch.tensor(train["label"].to_numpy(), dtype=torch.long)
@@ -178,22 +286,8 @@ def finetune_full(
     generator = torch.Generator().manual_seed(job.seed)
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     callbacks, early = protocol_callbacks(job, len(items), trainable, budget)
-    progress = Progress()
     params_hash = config_hash(job.model_dump(mode="json"))
-    if checkpoint_dir is not None:
-        restored = load_checkpoint(
-            checkpoint_dir,
-            params_hash,
-            loaded.model,
-            strategy.optimizer,
-            strategy.scheduler,
-            generator,
-        )
-        if restored is not None:
-            state, best = restored
-            progress = Progress.from_json(state)
-            early.best_weights = best
-            log.info("resumed from %s at step %d", checkpoint_dir, progress.step)
+    progress = _resumed(checkpoint_dir, params_hash, strategy, generator, early)
     log.info(
         "%s: %d examples, budget %d steps (%d per epoch), validation every %d, lr %.2e",
         job.model,
@@ -203,28 +297,7 @@ def finetune_full(
         budget.eval_every,
         settings.lr,
     )
-    saver = None
-    if checkpoint_dir is not None:
-        saver = CheckpointSaver(
-            Path(checkpoint_dir),
-            params_hash,
-            strategy,
-            generator,
-            early,
-            budget,
-            settings.checkpoint_every_steps,
-        )
-
-    def after_step(p: Progress) -> None:
-        why = stopping.stop_requested()  # Snakemake killed, Ctrl-C, SIGTERM: checkpoint, stop
-        if why is not None:
-            if saver is not None:
-                saver.save(p)
-                why += f"; checkpointed step {p.step} to resume from"
-            stopping.leave(why)
-        if saver is not None and saver.due(p):
-            saver.save(p)
-
+    after_step = _after_step(checkpoint_dir, params_hash, strategy, generator, early, budget)
     target = val["label"].to_numpy()
     with stopping.cooperating():
         progress = run_loop(
@@ -239,30 +312,9 @@ def finetune_full(
             score=lambda probs: val_scores(probs, target),
             after_step=after_step,
         )
-    if early.best_weights is not None:
-        loaded.model.load_state_dict(early.best_weights)
-    log.info(
-        "stopped: %s after %d steps; kept the weights of step %d",
-        progress.stop_reason,
-        progress.step,
-        progress.best_step,
-    )
+    _keep_best(loaded, early, progress)
     test_probs = predict_probs(loaded, test_items or [], settings.eval_batch_size)
-    if job.method == "lora":
-        from ptmeval.training.lora import merge, save_adapter
-
-        task_bytes = save_adapter(loaded, out)  # what one more task costs to store
-        loaded = merge(loaded)  # what later stages read: a plain model, as a full fine-tune's
-    else:
-        task_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
-    if keep_weights:
-        save_model(loaded.model.cpu(), str(out / WEIGHTS_FILE))
-    else:
-        note_weights_not_kept(out)
+    task_bytes = _write_weights(job, loaded, out, keep_weights)  # a LoRA model is merged
     if checkpoint_dir is not None:
         remove_checkpoint(checkpoint_dir)
-    history = pd.DataFrame(progress.rows)
-    for key, value in loaded.placement.columns().items():
-        history[key] = value
-    history["task_bytes"] = task_bytes  # stored per extra task: the weights, or the adapter
-    return history, test_probs
+    return _history(progress, loaded, task_bytes), test_probs
