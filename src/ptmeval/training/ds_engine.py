@@ -140,20 +140,10 @@ def _pump(stream: IO[str], prefix: str, tail: collections.deque[str] | None) -> 
             tail.append(line)
 
 
-def finetune_deepspeed(
-    job: FinetuneJob,
-    data: pd.DataFrame,
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    snapshot: Path,
-    out_dir: Path,
-    threads: int,
-) -> pd.DataFrame:
-    """Fine-tune with DeepSpeed in `gpus_per_job` worker processes; rank 0 writes
-    `out_dir/model.safetensors`. Returns the history (the plain path's columns)."""
+def _check_can_run(job: FinetuneJob) -> None:
+    """Raise a PtmevalError when DeepSpeed cannot run the job here: not installed, an empty micro
+    batch, or GPUs asked for that are not there."""
     import importlib.util
-
-    from ptmeval.training.basics import input_column, num_labels
 
     settings = job.finetune
     nproc = settings.gpus_per_job
@@ -180,74 +170,126 @@ def finetune_deepspeed(
             f"models '{job.model}': gpus_per_job is {nproc} but {torch.cuda.device_count()} "
             "GPU(s) are visible"
         )
+
+
+def _write_spec(
+    folder: Path,
+    job: FinetuneJob,
+    data: pd.DataFrame,
+    col: str,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    snapshot: Path,
+    out_dir: Path,
+    per_proc: int,
+) -> dict[str, Any]:
+    """Write the training and validation frames (their `col` and label) and the workers' spec
+    into `folder`; return the spec."""
+    from ptmeval.training.basics import num_labels
+
+    train[[col, "label"]].reset_index(drop=True).to_parquet(folder / "train.parquet")
+    val[[col, "label"]].reset_index(drop=True).to_parquet(folder / "val.parquet")
+    spec: dict[str, Any] = {
+        "job": job.model_dump(mode="json"),
+        "train": str(folder / "train.parquet"),
+        "val": str(folder / "val.parquet"),
+        "column": col,
+        "labels": num_labels(data),
+        "snapshot": str(Path(snapshot).resolve()),
+        "out_dir": str(out_dir.resolve()),
+        "history": str(folder / HISTORY_FILE),
+        "errors": str(folder),
+        "threads": per_proc,
+        "use_gpus": job.finetune.use_gpus,
+    }
+    (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    return spec
+
+
+def _run_workers(
+    cmd: list[str], env: dict[str, str], nproc: int
+) -> tuple[int, float, collections.deque[str]]:
+    """Run the workers' command, their output into the log; return the exit status, the wall
+    time and the last lines of their stderr (the workers are terminated when interrupted)."""
+    log.info("launching %d DeepSpeed worker(s): %s", nproc, " ".join(cmd))
+    start = time.perf_counter()
+    tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, "[workers] ", None), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, "[workers] ", tail), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    try:
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: do not leave the workers behind
+            proc.terminate()
+            proc.wait(timeout=30)
+    for pump in pumps:
+        pump.join(timeout=10)
+    return code, time.perf_counter() - start, tail
+
+
+def _workers_history(
+    job: FinetuneJob, folder: Path, code: int, tail: collections.deque[str]
+) -> pd.DataFrame:
+    """The history rank 0 wrote into `folder`, or a PtmevalError with the workers' errors and
+    the last lines of their stderr when they failed."""
+    history_path = folder / HISTORY_FILE
+    if code != 0 or not history_path.exists():
+        errors = [
+            p.read_text().strip() for p in sorted(folder.glob("error-rank*.txt")) if p.exists()
+        ]
+        detail = "\n".join([*errors, "--- last lines of the workers' stderr:", *tail])
+        raise PtmevalError(
+            f"DeepSpeed fine-tune of '{job.model}' on '{job.task}' failed "
+            f"(exit status {code}):\n{detail}"
+        )
+    return pd.read_parquet(history_path)
+
+
+def finetune_deepspeed(
+    job: FinetuneJob,
+    data: pd.DataFrame,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    snapshot: Path,
+    out_dir: Path,
+    threads: int,
+) -> pd.DataFrame:
+    """Fine-tune with DeepSpeed in `gpus_per_job` worker processes; rank 0 writes
+    `out_dir/model.safetensors`. Returns the history (the plain path's columns)."""
+    from ptmeval.training.basics import input_column
+
+    _check_can_run(job)
+    nproc = job.finetune.gpus_per_job
+    use_gpus = job.finetune.use_gpus
     col = input_column(data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ptmeval-ds-") as tmp:
         folder = Path(tmp)
-        train[[col, "label"]].reset_index(drop=True).to_parquet(folder / "train.parquet")
-        val[[col, "label"]].reset_index(drop=True).to_parquet(folder / "val.parquet")
         per_proc = max(1, threads // nproc)
-        spec: dict[str, Any] = {
-            "job": job.model_dump(mode="json"),
-            "train": str(folder / "train.parquet"),
-            "val": str(folder / "val.parquet"),
-            "column": col,
-            "labels": num_labels(data),
-            "snapshot": str(Path(snapshot).resolve()),
-            "out_dir": str(out_dir.resolve()),
-            "history": str(folder / HISTORY_FILE),
-            "errors": str(folder),
-            "threads": per_proc,
-            "use_gpus": use_gpus,
-        }
-        spec_path = folder / SPEC_FILE
-        spec_path.write_text(json.dumps(spec, indent=2))
+        _write_spec(folder, job, data, col, train, val, snapshot, out_dir, per_proc)
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env["OMP_NUM_THREADS"] = str(per_proc)
         if not use_gpus:
             env["DS_ACCELERATOR"] = "cpu"
         cmd = launcher_command(
-            spec_path,
+            folder / SPEC_FILE,
             nproc,
             use_gpus,
             free_port(),
             env.get("CUDA_VISIBLE_DEVICES") if use_gpus else None,
         )
-        log.info("launching %d DeepSpeed worker(s): %s", nproc, " ".join(cmd))
-        start = time.perf_counter()
-        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, "[workers] ", None), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, "[workers] ", tail), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
-        try:
-            code = proc.wait()
-        finally:
-            if proc.poll() is None:  # interrupted: do not leave the workers behind
-                proc.terminate()
-                proc.wait(timeout=30)
-        for pump in pumps:
-            pump.join(timeout=10)
-        wall = time.perf_counter() - start
-        history_path = Path(spec["history"])
-        if code != 0 or not history_path.exists():
-            errors = [
-                p.read_text().strip() for p in sorted(folder.glob("error-rank*.txt")) if p.exists()
-            ]
-            detail = "\n".join([*errors, "--- last lines of the workers' stderr:", *tail])
-            raise PtmevalError(
-                f"DeepSpeed fine-tune of '{job.model}' on '{job.task}' failed "
-                f"(exit status {code}):\n{detail}"
-            )
-        history = pd.read_parquet(history_path)
+        code, wall, tail = _run_workers(cmd, env, nproc)
+        history = _workers_history(job, folder, code, tail)
     log.info(
         "DeepSpeed fine-tune done in %.1f s (training %.1f s; the rest is start-up)",
         wall,
@@ -392,15 +434,75 @@ class DeepSpeedStrategy:
         return None
 
 
+def _micro_batch(settings: Any, world: int) -> int:
+    """The micro batch: the global batch split across ranks and accumulation steps (a
+    PtmevalError when it would be empty)."""
+    ga = settings.gradient_accumulation
+    micro = settings.batch_size // (world * ga)
+    if micro < 1:
+        raise PtmevalError(
+            f"batch_size {settings.batch_size} < world size × gradient_accumulation "
+            f"({world} × {ga}): the micro batch would be empty"
+        )
+    return micro
+
+
+def _worker_device(use_gpus: bool) -> Any:
+    """This rank's device: its local GPU (made current) with `use_gpus`, else the CPU."""
+    import torch
+    from deepspeed.accelerator import get_accelerator
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_gpus:
+        get_accelerator().set_device(local_rank)
+        return torch.device(get_accelerator().device_name(local_rank))
+    return torch.device("cpu")
+
+
+def _save_best(
+    spec: dict[str, Any],
+    job: FinetuneJob,
+    strategy: DeepSpeedStrategy,
+    best: dict[str, Any] | None,
+    progress: Any,
+    rank: int,
+) -> None:
+    """Rank 0 writes the best validation point's weights (or the last ones, when none
+    improved) with the plain path's keys, the LoRA adapter, and the history."""
+    from safetensors.torch import save_model
+
+    from ptmeval.training.basics import WEIGHTS_FILE, load_for_task
+
+    # DeepSpeed's parameters are views into flat buffers (which safetensors refuses to save):
+    # rank 0 copies the best validation point's weights into a fresh instance of the
+    # architecture (as `evaluate` builds it) and saves that, so the file has the plain path's
+    # keys (tied weights stored once).
+    if strategy.agree(best is None):  # no validation point improved: the last weights (rank 0
+        best = strategy.snapshot()  # decides, so that every rank joins a ZeRO-3 gather)
+    if rank == 0:
+        out = Path(spec["out_dir"])
+        fresh = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), "scratch")
+        history = pd.DataFrame(progress.rows)
+        if job.method == "lora":  # as the plain path: the adapter, then the merged weights
+            from ptmeval.training.lora import apply_lora, merge, save_adapter
+
+            apply_lora(fresh, job).model.load_state_dict(best)
+            history["task_bytes"] = save_adapter(fresh, out)
+            fresh = merge(fresh)
+        else:
+            fresh.model.load_state_dict(best)
+        save_model(fresh.model, str(out / WEIGHTS_FILE))
+        history.to_parquet(spec["history"])
+
+
 def _train(spec: dict[str, Any], rank: int, world: int) -> None:
+    """One rank's fine-tune: the model on a DeepSpeed engine, trained under the loop's
+    protocol; rank 0 writes the weights and the history."""
     import deepspeed
     import torch
     from deepspeed import comm as dist
-    from deepspeed.accelerator import get_accelerator
-    from safetensors.torch import save_model
 
     from ptmeval.training.basics import (
-        WEIGHTS_FILE,
         adamw_with_schedule,
         load_for_task,
         seed_everything,
@@ -412,19 +514,8 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
     job = FinetuneJob.model_validate(spec["job"])
     settings = job.finetune
     set_threads(int(spec["threads"]))
-    ga = settings.gradient_accumulation
-    micro = settings.batch_size // (world * ga)
-    if micro < 1:
-        raise PtmevalError(
-            f"batch_size {settings.batch_size} < world size × gradient_accumulation "
-            f"({world} × {ga}): the micro batch would be empty"
-        )
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if spec["use_gpus"]:
-        get_accelerator().set_device(local_rank)
-        device = torch.device(get_accelerator().device_name(local_rank))
-    else:
-        device = torch.device("cpu")
+    micro = _micro_batch(settings, world)
+    device = _worker_device(spec["use_gpus"])
 
     seed_everything(job.seed)
     loaded = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), job.init)
@@ -451,16 +542,9 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
         config=_ds_config(settings, micro, world, bool(spec["use_gpus"])),
     )
+    views = _device_views(loaded, device)
     strategy = DeepSpeedStrategy(
-        engine,
-        _device_views(loaded, device),
-        spec,
-        rank,
-        world,
-        items,
-        targets,
-        val[col].tolist(),
-        device,
+        engine, views, spec, rank, world, items, targets, val[col].tolist(), device
     )
     generator = torch.Generator().manual_seed(job.seed)
     callbacks, early = protocol_callbacks(job, len(items), trainable, budget)
@@ -475,27 +559,7 @@ def _train(spec: dict[str, Any], rank: int, world: int) -> None:
         shuffle=lambda n: torch.randperm(n, generator=generator).tolist(),
         score=lambda probs: val_scores(probs, val_target),
     )
-    # DeepSpeed's parameters are views into flat buffers (which safetensors refuses to save):
-    # rank 0 copies the best validation point's weights into a fresh instance of the
-    # architecture (as `evaluate` builds it) and saves that, so the file has the plain path's
-    # keys (tied weights stored once).
-    best = early.best_weights
-    if strategy.agree(best is None):  # no validation point improved: the last weights (rank 0
-        best = strategy.snapshot()  # decides, so that every rank joins a ZeRO-3 gather)
-    if rank == 0:
-        out = Path(spec["out_dir"])
-        fresh = load_for_task(job, Path(spec["snapshot"]), int(spec["labels"]), "scratch")
-        history = pd.DataFrame(progress.rows)
-        if job.method == "lora":  # as the plain path: the adapter, then the merged weights
-            from ptmeval.training.lora import apply_lora, merge, save_adapter
-
-            apply_lora(fresh, job).model.load_state_dict(best)
-            history["task_bytes"] = save_adapter(fresh, out)
-            fresh = merge(fresh)
-        else:
-            fresh.model.load_state_dict(best)
-        save_model(fresh.model, str(out / WEIGHTS_FILE))
-        history.to_parquet(spec["history"])
+    _save_best(spec, job, strategy, early.best_weights, progress, rank)
     dist.barrier()
 
 
