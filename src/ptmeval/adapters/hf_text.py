@@ -148,6 +148,116 @@ def source_head(
     return ("pretraining heads" if count else "none in the checkpoint", count)
 
 
+def _tokenizer_and_config(
+    snapshot: Path, num_labels: int, trust_remote_code: bool
+) -> tuple[Any, Any]:
+    """The snapshot's tokenizer (checked to have a real vocabulary, given a padding token) and
+    its config for `num_labels` classes with that padding token."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(snapshot, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelSourceError(f"'{snapshot}': no usable tokenizer ({err})") from None
+    config = AutoConfig.from_pretrained(
+        snapshot, num_labels=num_labels, trust_remote_code=trust_remote_code
+    )
+    vocab = getattr(config, "vocab_size", None)
+    if vocab and len(tokenizer) < min(1000, vocab // 2):
+        # transformers builds an empty tokenizer (special tokens only) when the files are
+        # missing: every word would become [UNK]
+        raise ModelSourceError(
+            f"'{snapshot}': no usable tokenizer (it has {len(tokenizer)} tokens for a "
+            f"vocabulary of {vocab}; tokenizer files missing?)"
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, config
+
+
+def _classifier(
+    snapshot: Path, config: Any, init: str, trust_remote_code: bool
+) -> tuple[Any, tuple[str, int]]:
+    """The sequence-classification model (pretrained weights, or a random init) in fp32, and
+    what the checkpoint has on top of the backbone (`source_head`)."""
+    from transformers import AutoModelForSequenceClassification
+
+    if init == "pretrained":
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            snapshot,
+            config=config,
+            trust_remote_code=trust_remote_code,
+            dtype=torch.float32,
+            output_loading_info=True,
+        )
+        embeddings = tuple(model.get_input_embeddings().weight.shape)
+        return model, source_head(snapshot, config, loading["unexpected_keys"], embeddings)
+    model = AutoModelForSequenceClassification.from_config(
+        config, trust_remote_code=trust_remote_code, dtype=torch.float32
+    )
+    return model, ("none (random init)", 0)
+
+
+def _collate_fn(tokenizer: Any, max_length: int) -> Any:
+    """The batch builder: token ids and attention mask, each distinct text tokenised once."""
+    token_cache: dict[str, list[int]] = {}
+    pad_id = int(tokenizer.pad_token_id)
+
+    def collate(texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenise each distinct text once (every epoch and the per-epoch validation reuse
+        it: long documents cost far more to tokenise than to truncate), then pad the batch
+        on the right to its longest member (dynamic padding)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in token_cache))
+        if missing:
+            enc = tokenizer(missing, truncation=True, max_length=max_length)
+            token_cache.update(zip(missing, enc["input_ids"], strict=True))
+        rows = [token_cache[t] for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    return collate
+
+
+def _model_info(
+    model: Any,
+    config: Any,
+    tokenizer: Any,
+    decoder: bool,
+    pooling: str,
+    source: tuple[str, int],
+    max_length: int,
+    trust_remote_code: bool,
+) -> dict[str, Any]:
+    """The loaded model's description (family, architecture, sizes, tokenizer, heads)."""
+    return {
+        "family": "decoder" if decoder else "encoder",
+        "architecture": type(model).__name__,
+        "model_type": config.model_type,
+        "layers": getattr(config, "num_hidden_layers", None),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "vocab_size": getattr(config, "vocab_size", None),
+        "feature_pooling": POOLING_LABELS[pooling],
+        "heads": getattr(config, "num_attention_heads", None),
+        "intermediate_size": getattr(config, "intermediate_size", None),
+        "max_input_length": getattr(config, "max_position_embeddings", None),
+        "tokenizer": type(tokenizer).__name__,
+        "declared_architectures": ",".join(getattr(config, "architectures", None) or []),
+        "pretraining_objective": _objective(config),
+        "source_head": source[0],
+        "params_source_head": source[1],
+        "pad_token_id": tokenizer.pad_token_id,
+        "sequence_length": max_length,
+        "standard_api": "transformers AutoModelForSequenceClassification"
+        + (" (trust_remote_code)" if trust_remote_code else ""),
+    }
+
+
 class Adapter(ModelAdapter):
     name = "hf-text"
     modality = "text"
@@ -184,71 +294,16 @@ class Adapter(ModelAdapter):
         settings: Any,
         trust_remote_code: bool = False,
     ) -> LoadedModel:
-        from transformers import (
-            AutoConfig,
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-        )
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(snapshot, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise ModelSourceError(f"'{snapshot}': no usable tokenizer ({err})") from None
-        config = AutoConfig.from_pretrained(
-            snapshot, num_labels=num_labels, trust_remote_code=trust_remote_code
-        )
-        vocab = getattr(config, "vocab_size", None)
-        if vocab and len(tokenizer) < min(1000, vocab // 2):
-            # transformers builds an empty tokenizer (special tokens only) when the files are
-            # missing: every word would become [UNK]
-            raise ModelSourceError(
-                f"'{snapshot}': no usable tokenizer (it has {len(tokenizer)} tokens for a "
-                f"vocabulary of {vocab}; tokenizer files missing?)"
-            )
+        tokenizer, config = _tokenizer_and_config(snapshot, num_labels, trust_remote_code)
         decoder = is_decoder(config)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        config.pad_token_id = tokenizer.pad_token_id
-        if init == "pretrained":
-            model, loading = AutoModelForSequenceClassification.from_pretrained(
-                snapshot,
-                config=config,
-                trust_remote_code=trust_remote_code,
-                dtype=torch.float32,
-                output_loading_info=True,
-            )
-            embeddings = tuple(model.get_input_embeddings().weight.shape)
-            source = source_head(snapshot, config, loading["unexpected_keys"], embeddings)
-        else:
-            model = AutoModelForSequenceClassification.from_config(
-                config, trust_remote_code=trust_remote_code, dtype=torch.float32
-            )
-            source = ("none (random init)", 0)
+        model, source = _classifier(snapshot, config, init, trust_remote_code)
         _, head = last_linear(model)
         max_length = int(settings.max_length)
         pooling = self.pooling
-
-        token_cache: dict[str, list[int]] = {}
-        pad_id = int(tokenizer.pad_token_id)
-
-        def collate(texts: Sequence[str]) -> dict[str, torch.Tensor]:
-            """Tokenise each distinct text once (every epoch and the per-epoch validation reuse
-            it: long documents cost far more to tokenise than to truncate), then pad the batch
-            on the right to its longest member (dynamic padding)."""
-            missing = list(dict.fromkeys(t for t in texts if t not in token_cache))
-            if missing:
-                enc = tokenizer(missing, truncation=True, max_length=max_length)
-                token_cache.update(zip(missing, enc["input_ids"], strict=True))
-            rows = [token_cache[t] for t in texts]
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for i, row in enumerate(rows):
-                ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-                mask[i, : len(row)] = 1
-            return {"input_ids": ids, "attention_mask": mask}
+        collate = _collate_fn(tokenizer, max_length)
 
         def example_batch(batch_size: int) -> dict[str, torch.Tensor]:
             ids = torch.randint(0, len(tokenizer), (batch_size, max_length))
@@ -264,25 +319,7 @@ class Adapter(ModelAdapter):
         def logits(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             return m(**batch).logits
 
-        info = {
-            "family": "decoder" if decoder else "encoder",
-            "architecture": type(model).__name__,
-            "model_type": config.model_type,
-            "layers": getattr(config, "num_hidden_layers", None),
-            "hidden_size": getattr(config, "hidden_size", None),
-            "vocab_size": getattr(config, "vocab_size", None),
-            "feature_pooling": POOLING_LABELS[pooling],
-            "heads": getattr(config, "num_attention_heads", None),
-            "intermediate_size": getattr(config, "intermediate_size", None),
-            "max_input_length": getattr(config, "max_position_embeddings", None),
-            "tokenizer": type(tokenizer).__name__,
-            "declared_architectures": ",".join(getattr(config, "architectures", None) or []),
-            "pretraining_objective": _objective(config),
-            "source_head": source[0],
-            "params_source_head": source[1],
-            "pad_token_id": tokenizer.pad_token_id,
-            "sequence_length": max_length,
-            "standard_api": "transformers AutoModelForSequenceClassification"
-            + (" (trust_remote_code)" if trust_remote_code else ""),
-        }
+        info = _model_info(
+            model, config, tokenizer, decoder, pooling, source, max_length, trust_remote_code
+        )
         return LoadedModel(model, head, collate, logits, features, example_batch, info)
