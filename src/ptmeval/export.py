@@ -233,6 +233,77 @@ def export_check(
     return pd.DataFrame([row]), variants
 
 
+def _dynamic_shapes(module: Any, arrays: list[np.ndarray]) -> Any:
+    """The exporters' dynamic-shape spec for `module`: a dynamic batch dimension on every
+    input (one entry for a `*tensors` signature)."""
+    import torch
+
+    batch_dim = torch.export.Dim("batch", min=1, max=4096)
+    per_input = tuple({0: batch_dim} for _ in arrays)
+    varargs = any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL
+        for p in inspect.signature(module.forward).parameters.values()
+    )
+    return (per_input,) if varargs else per_input  # *tensors is one entry in the spec
+
+
+def _ort_runner(path: Path, threads: int) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """A function running the ONNX model at `path` in onnxruntime (CPU, `threads` threads) on a
+    batch of inputs; returns its logits."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+
+    def run_ort(batch: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(session.run(None, dict(zip(inputs, batch, strict=True)))[0])
+
+    return run_ort
+
+
+def _parity(eager_logits: np.ndarray, ort_logits: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """onnxruntime against eager PyTorch: logit differences, prediction agreement, and both
+    accuracies and macro-F1s with their change."""
+    diff = np.abs(ort_logits - eager_logits)
+    eager_probs, ort_probs = _softmax(eager_logits), _softmax(ort_logits)
+    row: dict[str, Any] = dict(
+        onnxruntime="ok",
+        max_abs_diff=float(diff.max()),
+        max_rel_diff=float(diff.max() / max(np.abs(eager_logits).max(), 1e-12)),
+        prediction_agreement=float(np.mean(eager_logits.argmax(1) == ort_logits.argmax(1))),
+        accuracy_eager=accuracy(eager_probs, target),
+        accuracy_onnx=accuracy(ort_probs, target),
+        macro_f1_eager=macro_f1(eager_probs, target),
+        macro_f1_onnx=macro_f1(ort_probs, target),
+    )
+    row["accuracy_change"] = row["accuracy_onnx"] - row["accuracy_eager"]
+    row["macro_f1_change"] = row["macro_f1_onnx"] - row["macro_f1_eager"]
+    return row
+
+
+def _latencies(
+    eager: Callable[[list[np.ndarray]], np.ndarray],
+    run_ort: Callable[[list[np.ndarray]], np.ndarray],
+    arrays: list[np.ndarray],
+    sizes: tuple[int, ...],
+) -> dict[str, Any]:
+    """Eager and onnxruntime latency side by side at each batch size (the inputs cycled to
+    it), and their ratio."""
+    row: dict[str, Any] = {}
+    for size in sizes:
+        reps = -(-size // len(arrays[0]))
+        batch = [np.concatenate([a] * reps)[:size] for a in arrays]
+        row[f"eager_latency_b{size}_ms"] = latency_ms(partial(eager, batch))
+        row[f"onnx_latency_b{size}_ms"] = latency_ms(partial(run_ort, batch))
+        row[f"onnx_vs_eager_b{size}"] = (
+            row[f"onnx_latency_b{size}_ms"] / row[f"eager_latency_b{size}_ms"]
+        )
+    return row
+
+
 def check_module(
     module: Any,
     arrays: list[np.ndarray],
@@ -255,14 +326,8 @@ def check_module(
             return np.asarray(module(*(torch.from_numpy(a) for a in batch)).float().numpy())
 
     eager_logits = _run_batched(eager, arrays, 32)
-    batch_dim = torch.export.Dim("batch", min=1, max=4096)
-    per_input = tuple({0: batch_dim} for _ in arrays)
-    varargs = any(
-        p.kind is inspect.Parameter.VAR_POSITIONAL
-        for p in inspect.signature(module.forward).parameters.values()
-    )
-    dynamic = (per_input,) if varargs else per_input  # *tensors is one entry in the spec
-    try:
+    dynamic = _dynamic_shapes(module, arrays)
+    try:  # inline: the logged traceback names check_module
         torch.export.export(module, example, dynamic_shapes=dynamic, strict=False)
         row["torch_export"] = "ok"
     except Exception as err:
@@ -281,43 +346,13 @@ def check_module(
 
             shutil.copyfile(path, onnx_keep)
         try:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            inputs = [i.name for i in session.get_inputs()]
-
-            def run_ort(batch: list[np.ndarray]) -> np.ndarray:
-                return np.asarray(session.run(None, dict(zip(inputs, batch, strict=True)))[0])
-
+            run_ort = _ort_runner(path, threads)
             ort_logits = _run_batched(run_ort, arrays, 32)
         except Exception as err:
             row["onnxruntime"] = "failed: " + failure_reason(err)
             return row
-        diff = np.abs(ort_logits - eager_logits)
-        eager_probs, ort_probs = _softmax(eager_logits), _softmax(ort_logits)
-        row.update(
-            onnxruntime="ok",
-            max_abs_diff=float(diff.max()),
-            max_rel_diff=float(diff.max() / max(np.abs(eager_logits).max(), 1e-12)),
-            prediction_agreement=float(np.mean(eager_logits.argmax(1) == ort_logits.argmax(1))),
-            accuracy_eager=accuracy(eager_probs, target),
-            accuracy_onnx=accuracy(ort_probs, target),
-            macro_f1_eager=macro_f1(eager_probs, target),
-            macro_f1_onnx=macro_f1(ort_probs, target),
-        )
-        row["accuracy_change"] = row["accuracy_onnx"] - row["accuracy_eager"]
-        row["macro_f1_change"] = row["macro_f1_onnx"] - row["macro_f1_eager"]
-        for size in latency_batch_sizes:
-            reps = -(-size // len(arrays[0]))
-            batch = [np.concatenate([a] * reps)[:size] for a in arrays]
-            row[f"eager_latency_b{size}_ms"] = latency_ms(partial(eager, batch))
-            row[f"onnx_latency_b{size}_ms"] = latency_ms(partial(run_ort, batch))
-            row[f"onnx_vs_eager_b{size}"] = (
-                row[f"onnx_latency_b{size}_ms"] / row[f"eager_latency_b{size}_ms"]
-            )
+        row.update(_parity(eager_logits, ort_logits, target))
+        row.update(_latencies(eager, run_ort, arrays, latency_batch_sizes))
     return row
 
 
