@@ -254,6 +254,34 @@ def classical_texts(data: str | Path) -> tuple[list[str], int]:
     return texts, int(table["label"].max()) + 1
 
 
+def _default_devices() -> list[str]:
+    """The CPU, and CUDA when torch is installed and sees a GPU."""
+    devices = ["cpu"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            devices.append("cuda")
+    except ImportError:
+        pass
+    return devices
+
+
+def _row(
+    job: dict[str, Any], mode: str, size: int, threads: int, device: str, result: dict[str, Any]
+) -> dict[str, Any]:
+    """One row of the runtime table: what was measured, and the measurement."""
+    return {
+        "model": job["model"],
+        "mode": mode,
+        "batch_size": size,
+        "threads": threads,
+        "device_kind": device,
+        "cpu_count": os.cpu_count(),
+        **result,
+    }
+
+
 def measure_runtime(
     job: dict[str, Any],
     model_dir: str | Path,
@@ -285,14 +313,7 @@ def measure_runtime(
         texts, labels = classical_texts(data)
         devices, train_batch_sizes = ["cpu"], []
     if devices is None:
-        devices = ["cpu"]
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                devices.append("cuda")
-        except ImportError:
-            pass
+        devices = _default_devices()
     rows = []
     for device in devices:
         for mode, sizes in (
@@ -322,17 +343,7 @@ def measure_runtime(
                     }
                 result = measure_until_steady(spec, max_cv, noisy_retries)
                 log.info("%s %s batch %d on %s: %s", job["model"], mode, size, device, result)
-                rows.append(
-                    {
-                        "model": job["model"],
-                        "mode": mode,
-                        "batch_size": size,
-                        "threads": threads,
-                        "device_kind": device,
-                        "cpu_count": os.cpu_count(),
-                        **result,
-                    }
-                )
+                rows.append(_row(job, mode, size, threads, device, result))
     frame = pd.DataFrame(rows)
     for col in ("gpu_peak_mb", "device", "latency_p50_ms", "latency_cv", "peak_rss_mb"):
         if col not in frame:
