@@ -192,6 +192,71 @@ def _p(value: float) -> str:
     return "no paired test" if pd.isna(value) else f"p = {value:.2g}"
 
 
+def _cost_text(r: pd.Series, fmt: str) -> str:
+    """The row's cost as the constraint reads it in a sentence, or 'not measured'."""
+    return "not measured" if pd.isna(r["cost"]) else fmt.format(r["cost"])
+
+
+def _score_text(r: pd.Series) -> str:
+    """The row's accuracy with its interval."""
+    return f"{r['accuracy']:.3f} [{r['accuracy_lo']:.3f}, {r['accuracy_hi']:.3f}]"
+
+
+def _pick_reason(pick: pd.Series, best: pd.Series, what: str, fmt: str) -> str:
+    """Why the chosen system is built on, against the most accurate one: it is that one and
+    the cheapest, it costs the same and stores less per task, or it is the cheapest."""
+    if pick["system"] == best["system"]:
+        return (
+            f"{pick['system']} is also the cheapest of them by {what} "
+            f"({_cost_text(pick, fmt)}): build on {pick['system']}."
+        )
+    if np.isclose(pick["cost"], best["cost"]):
+        return (
+            f"By the stated constraint, {what}, {pick['system']} and {best['system']} "
+            f"cost the same ({_cost_text(pick, fmt)}); of them {pick['system']} stores the "
+            f"least per extra task ({_mb(pick['storage_mb'])} against "
+            f"{_mb(best['storage_mb'])}): build on {pick['system']}."
+        )
+    ratio = best["cost"] / pick["cost"] if pick["cost"] > 0 else np.nan
+    times = f"{ratio:.1f}" if ratio < 10 else f"{ratio:,.0f}"
+    than = (
+        f", {times}× less than {best['system']} ({_cost_text(best, fmt)})"
+        if np.isfinite(ratio)
+        else f"; {best['system']}: {_cost_text(best, fmt)}"
+    )
+    return (
+        f"By the stated constraint, {what}, {pick['system']} is the cheapest "
+        f"({_cost_text(pick, fmt)}{than}): build on {pick['system']}."
+    )
+
+
+def _tied_parts(
+    task: Any, best: pd.Series, tied: pd.DataFrame, chosen: pd.DataFrame, what: str, fmt: str
+) -> list[str]:
+    """The sentences for systems tied on accuracy: which are tied, then the one to build on
+    (or why there is none) and the tied systems without a measured cost."""
+    others = tied[~tied["best"]]
+    listed = ", ".join(
+        f"{r['system']} ({r['accuracy']:.3f}, {_p(r['p_vs_best'])})" for _, r in others.iterrows()
+    )
+    parts = [
+        f"On {task}, the paired tests do not separate {best['system']} "
+        f"({best['accuracy']:.3f}, the most accurate) from {listed}: they are tied on "
+        "accuracy (Holm-adjusted McNemar p against the best)."
+    ]
+    if chosen.empty:
+        parts.append(
+            f"No {what} was measured for them, so there is no single pick: compare them "
+            "on your own cost."
+        )
+        return parts
+    unmeasured = tied[tied["cost"].isna()]["system"].tolist()
+    parts.append(_pick_reason(chosen.iloc[0], best, what, fmt))
+    if unmeasured:
+        parts.append(f"Not measured, so not picked: {', '.join(unmeasured)}.")
+    return parts
+
+
 def sentence(rows: pd.DataFrame) -> str:
     """The recommendation for one task, from its rows of the decision table."""
     rows = rows.sort_values("accuracy", ascending=False, kind="stable")
@@ -201,71 +266,22 @@ def sentence(rows: pd.DataFrame) -> str:
     best = rows[rows["best"]].iloc[0]
     tied = rows[rows["tied"]]
     chosen = rows[rows["chosen"]]
-
-    def cost(r: pd.Series) -> str:
-        return "not measured" if pd.isna(r["cost"]) else fmt.format(r["cost"])
-
-    def score(r: pd.Series) -> str:
-        return f"{r['accuracy']:.3f} [{r['accuracy_lo']:.3f}, {r['accuracy_hi']:.3f}]"
-
     parts = []
     if len(rows) == 1:
         parts.append(
-            f"On {task}, {best['system']} is the only candidate ({score(best)}); "
-            f"its {what}: {cost(best)}."
+            f"On {task}, {best['system']} is the only candidate ({_score_text(best)}); "
+            f"its {what}: {_cost_text(best, fmt)}."
         )
     elif len(tied) == 1:
         runner = rows[~rows["best"]].iloc[0]
         parts.append(
-            f"On {task}, build on {best['system']}: {score(best)} accuracy, ahead of every other "
-            f"candidate by the paired tests (next: {runner['system']} {runner['accuracy']:.3f}, "
-            f"Holm-adjusted McNemar {_p(runner['p_vs_best'])}); its {what}: {cost(best)}."
+            f"On {task}, build on {best['system']}: {_score_text(best)} accuracy, ahead of every "
+            f"other candidate by the paired tests (next: {runner['system']} "
+            f"{runner['accuracy']:.3f}, Holm-adjusted McNemar {_p(runner['p_vs_best'])}); its "
+            f"{what}: {_cost_text(best, fmt)}."
         )
     else:
-        others = tied[~tied["best"]]
-        listed = ", ".join(
-            f"{r['system']} ({r['accuracy']:.3f}, {_p(r['p_vs_best'])})"
-            for _, r in others.iterrows()
-        )
-        parts.append(
-            f"On {task}, the paired tests do not separate {best['system']} "
-            f"({best['accuracy']:.3f}, the most accurate) from {listed}: they are tied on "
-            "accuracy (Holm-adjusted McNemar p against the best)."
-        )
-        if chosen.empty:
-            parts.append(
-                f"No {what} was measured for them, so there is no single pick: compare them "
-                "on your own cost."
-            )
-        else:
-            pick = chosen.iloc[0]
-            unmeasured = tied[tied["cost"].isna()]["system"].tolist()
-            if pick["system"] == best["system"]:
-                parts.append(
-                    f"{pick['system']} is also the cheapest of them by {what} "
-                    f"({cost(pick)}): build on {pick['system']}."
-                )
-            elif np.isclose(pick["cost"], best["cost"]):
-                parts.append(
-                    f"By the stated constraint, {what}, {pick['system']} and {best['system']} "
-                    f"cost the same ({cost(pick)}); of them {pick['system']} stores the least per "
-                    f"extra task ({_mb(pick['storage_mb'])} against {_mb(best['storage_mb'])}): "
-                    f"build on {pick['system']}."
-                )
-            else:
-                ratio = best["cost"] / pick["cost"] if pick["cost"] > 0 else np.nan
-                times = f"{ratio:.1f}" if ratio < 10 else f"{ratio:,.0f}"
-                than = (
-                    f", {times}× less than {best['system']} ({cost(best)})"
-                    if np.isfinite(ratio)
-                    else f"; {best['system']}: {cost(best)}"
-                )
-                parts.append(
-                    f"By the stated constraint, {what}, {pick['system']} is the cheapest "
-                    f"({cost(pick)}{than}): build on {pick['system']}."
-                )
-            if unmeasured:
-                parts.append(f"Not measured, so not picked: {', '.join(unmeasured)}.")
+        parts += _tied_parts(task, best, tied, chosen, what, fmt)
     flagged = rows[rows["protocol_flag"]]
     if len(flagged):
         parts.append(
