@@ -829,20 +829,24 @@ def failure_note(failures: pd.DataFrame) -> str:
     return f"Not in this verdict, or only in part, because a job failed: {named}."
 
 
-def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    card = _get(tables, "scorecard")
-    parts = _get(tables, "scorecard_parts")
-    chosen = _get(tables, "decision")
-    if card.empty:
-        return {
-            "rows": [],
-            "dimensions": DIMENSIONS,
-            "text": " ".join(
-                filter(None, ["No model was evaluated.", failure_note(_get(tables, "failures"))])
-            ),
-            "parts": table(parts, []),
-            "decision": table(chosen, []),
-        }
+def _no_scorecard(
+    tables: dict[str, pd.DataFrame], parts: pd.DataFrame, chosen: pd.DataFrame
+) -> dict[str, Any]:
+    """The scorecard section when no model was evaluated (and which jobs failed)."""
+    return {
+        "rows": [],
+        "dimensions": DIMENSIONS,
+        "text": " ".join(
+            filter(None, ["No model was evaluated.", failure_note(_get(tables, "failures"))])
+        ),
+        "parts": table(parts, []),
+        "decision": table(chosen, []),
+    }
+
+
+def _scorecard_rows(card: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per model (by modality, best overall first): its score cell per dimension and
+    overall, each with whether it is the best."""
     rows = []
     for _, r in card.sort_values(["modality", "overall"], ascending=[True, False]).iterrows():
         cells = [
@@ -850,12 +854,17 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
             for dim in [*DIMENSIONS, "overall"]
         ]
         rows.append({"model": r["model"], "modality": r.get("modality", ""), "cells": cells})
+    return rows
+
+
+def _formula(parts: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per dimension, its sub-measures as the score combines them (direction and weight)."""
     weights = (
         parts.drop_duplicates("submeasure").set_index("submeasure")["weight"].to_dict()
         if len(parts)
         else {}
     )
-    formula = [
+    return [
         {
             "dimension": d,
             "items": [
@@ -866,6 +875,53 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         }
         for d in DIMENSIONS
     ]
+
+
+def _decision_table(chosen: pd.DataFrame, constraint: str) -> dict[str, Any]:
+    """The decision table: per task and system, accuracy, the paired test against the best,
+    the cost under `constraint` and the recommendation."""
+    return table(
+        chosen,
+        [
+            ("task", "task", text),
+            ("system", "system", text),
+            ("n_train", "examples", count),
+            ("*", "accuracy [95% interval]", accuracy_interval),
+            ("p_vs_best", "p vs the best (Holm)", sci),
+            ("tied", "tied with the best", text),
+            ("cost", f"cost: {CONSTRAINTS[constraint][1]}", sci),
+            ("chosen", "recommended", text),
+            ("protocol_flag", "protocol check flagged", text),
+        ],
+    )
+
+
+def _parts_table(parts: pd.DataFrame) -> dict[str, Any]:
+    """The scorecard's sub-measures per model: measured, scaled and weighted."""
+    return table(
+        parts.sort_values(["dimension", "submeasure", "model"]),
+        [
+            ("model", "model", text),
+            ("dimension", "dimension", text),
+            ("submeasure", "sub-measure", text),
+            ("kind", "kind", text),
+            ("raw", "measured", sci),
+            ("status", "status", text),
+            ("source", "source table", text),
+            ("scaled", "scaled 0–1", num(3)),
+            ("weight", "weight", num(2)),
+        ],
+    )
+
+
+def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    card = _get(tables, "scorecard")
+    parts = _get(tables, "scorecard_parts")
+    chosen = _get(tables, "decision")
+    if card.empty:
+        return _no_scorecard(tables, parts, chosen)
+    rows = _scorecard_rows(card)
+    formula = _formula(parts)
     constraint = str(chosen["constraint"].iloc[0]) if len(chosen) else "latency"
     return {
         "rows": rows,
@@ -882,34 +938,8 @@ def scorecard_view(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         ),
         "formula": formula,
         "constraint": f"{constraint} ({CONSTRAINTS[constraint][1]})",
-        "decision": table(
-            chosen,
-            [
-                ("task", "task", text),
-                ("system", "system", text),
-                ("n_train", "examples", count),
-                ("*", "accuracy [95% interval]", accuracy_interval),
-                ("p_vs_best", "p vs the best (Holm)", sci),
-                ("tied", "tied with the best", text),
-                ("cost", f"cost: {CONSTRAINTS[constraint][1]}", sci),
-                ("chosen", "recommended", text),
-                ("protocol_flag", "protocol check flagged", text),
-            ],
-        ),
-        "parts": table(
-            parts.sort_values(["dimension", "submeasure", "model"]),
-            [
-                ("model", "model", text),
-                ("dimension", "dimension", text),
-                ("submeasure", "sub-measure", text),
-                ("kind", "kind", text),
-                ("raw", "measured", sci),
-                ("status", "status", text),
-                ("source", "source table", text),
-                ("scaled", "scaled 0–1", num(3)),
-                ("weight", "weight", num(2)),
-            ],
-        ),
+        "decision": _decision_table(chosen, constraint),
+        "parts": _parts_table(parts),
     }
 
 
@@ -964,6 +994,64 @@ def provenance(tables: Tables, config_hash: str) -> dict[str, str]:
     }
 
 
+def _environment() -> Environment:
+    """The Jinja environment of the page's template (autoescaped)."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATE.parent),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _machines_table(tables: Tables) -> dict[str, Any]:
+    """The machines the tables were made on."""
+    return table(
+        _get(tables, "machines"),
+        [
+            ("host", "host", text),
+            ("system", "system", text),
+            ("processor", "processor", text),
+            ("cpu_count", "CPUs", text),
+            ("gpu", "GPU", text),
+            ("git_commit", "commit", text),
+            ("ptmeval_version", "ptmeval", text),
+            ("tables", "tables written", count),
+            ("stages", "stages", text),
+        ],
+    )
+
+
+def _failures_table(tables: Tables) -> dict[str, Any]:
+    """The models whose jobs failed: where, why, and what was not run."""
+    return table(
+        _get(tables, "failures"),
+        [
+            ("model", "model", text),
+            ("failed_stage", "failed in", text),
+            ("reason", "reason", text),
+            ("jobs", "jobs not run or failed", count),
+            ("stages", "stages affected", text),
+        ],
+    )
+
+
+def _stages_table(tables: Tables) -> dict[str, Any]:
+    """Per stage: jobs, wall time and memory, against the estimate."""
+    return table(
+        _get(tables, "stage_times"),
+        [
+            ("stage", "stage", text),
+            ("jobs", "jobs", count),
+            ("wall_s", "wall time (s, summed)", num(1)),
+            ("max_job_wall_s", "slowest job (s)", num(1)),
+            ("max_rss_mb", "max RSS (MB)", num(0)),
+            ("estimated_wall_s", "estimated (s)", num(1)),
+            ("estimated_peak_mb", "estimated peak (MB)", num(0)),
+        ],
+    )
+
+
 def render_report(
     tables: dict[str, pd.DataFrame],
     out_path: str | Path,
@@ -975,12 +1063,7 @@ def render_report(
     """Render the HTML report to `out_path` from the aggregated tables; ``metric`` (the config's
     ``analysis.metric``) is the score the learning-curve figures plot."""
     results = _get(tables, "results")
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATE.parent),
-        autoescape=select_autoescape(["html", "j2"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = _environment()
     html = env.get_template(TEMPLATE.name).render(
         title=title,
         metric=metric,
@@ -999,46 +1082,13 @@ def render_report(
         t=sections(tables),
         method_notes=methods.summaries(_get(tables, "methods")),
         provenance=provenance(tables, config_hash),
-        machines=table(
-            _get(tables, "machines"),
-            [
-                ("host", "host", text),
-                ("system", "system", text),
-                ("processor", "processor", text),
-                ("cpu_count", "CPUs", text),
-                ("gpu", "GPU", text),
-                ("git_commit", "commit", text),
-                ("ptmeval_version", "ptmeval", text),
-                ("tables", "tables written", count),
-                ("stages", "stages", text),
-            ],
-        ),
+        machines=_machines_table(tables),
         machines_differ=len(_get(tables, "machines")) > 1,
         scorecard=scorecard_view(tables),
-        failures=table(
-            _get(tables, "failures"),
-            [
-                ("model", "model", text),
-                ("failed_stage", "failed in", text),
-                ("reason", "reason", text),
-                ("jobs", "jobs not run or failed", count),
-                ("stages", "stages affected", text),
-            ],
-        ),
+        failures=_failures_table(tables),
         failed_runs=failed_runs(_get(tables, "difficulty")),
         pareto=pareto_figures(_get(tables, "pareto")),
-        stages=table(
-            _get(tables, "stage_times"),
-            [
-                ("stage", "stage", text),
-                ("jobs", "jobs", count),
-                ("wall_s", "wall time (s, summed)", num(1)),
-                ("max_job_wall_s", "slowest job (s)", num(1)),
-                ("max_rss_mb", "max RSS (MB)", num(0)),
-                ("estimated_wall_s", "estimated (s)", num(1)),
-                ("estimated_peak_mb", "estimated peak (MB)", num(0)),
-            ],
-        ),
+        stages=_stages_table(tables),
         tables_dir=Path(tables_dir).name if tables_dir else None,
         table_names=sorted(tables),
     )
