@@ -585,38 +585,21 @@ def chance_scores(tasks: pd.DataFrame, predictions: pd.DataFrame, metric: str) -
     return {**from_predictions, **scaling.chance_scores(tasks, metric)}
 
 
-def aggregate(
-    metrics: Iterable[str | Path],
-    histories: Iterable[str | Path],
-    profiles: Iterable[str | Path],
-    manifests: Iterable[str | Path],
-    task_summaries: Iterable[str | Path],
-    predictions: Iterable[str | Path] = (),
-    runtimes: Iterable[str | Path] = (),
-    exports: Iterable[str | Path] = (),
-    deployments: Iterable[str | Path] = (),
-    transfers: Iterable[str | Path] = (),
-    frozen: Iterable[str | Path] = (),
-    benchmarks: Iterable[str | Path] = (),
-    estimate: str | Path | None = None,
-    settings: dict[str, Any] | None = None,
-    tuning: Iterable[str | Path] = (),
-) -> dict[str, pd.DataFrame]:
-    """The report's tables, by name."""
-    settings = settings or {}
-    inputs = [
-        list(group)
-        for group in (metrics, histories, profiles, manifests, task_summaries, predictions)
-        + (runtimes, exports, deployments, transfers, frozen, tuning)
-    ]
+def _job_tables(
+    inputs: list[list[str | Path]],
+    failed: list[pd.DataFrame],
+    settings: dict[str, Any],
+    metric: str,
+    n_boot: int,
+    alpha: float,
+    bases: dict[str, str],
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict[str, str]]:
+    """The tables made from the jobs' outputs (a table that could not be read is noted in
+    `failed`): results, curves and comparisons, runtime, export and transfer, with the verdicts
+    on them; also the predictions and the models (slug -> adapter)."""
     metrics, histories, profiles, manifests, task_summaries, predictions = inputs[:6]
-    runtimes, exports, deployments, transfers, frozen, tuning = inputs[6:]
-    failed: list[pd.DataFrame] = []
-    metric = settings.get("metric", "accuracy")
-    n_boot = int(settings.get("n_boot", 1000))
-    alpha = float(settings.get("alpha", 0.05))
+    runtimes, exports, deployments, transfers, _, tuning = inputs[6:]
     results = concat_tables(metrics, failed)
-    bases: dict[str, str] = settings.get("bases") or {}
     history = concat_tables(histories, failed)
     profile = concat_tables(profiles, failed)
     tasks = concat_tables(task_summaries, failed)
@@ -654,20 +637,11 @@ def aggregate(
         "reuse": reuse(results, gain, metric),
         "tuning": concat_tables(tuning, failed),
     }
-    tables["difficulty"] = with_tuning(curves["difficulty"], tables["tuning"])
-    tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
-    tables["protocol_check"] = protocol_check(
-        results,
-        preds,
-        for_every_method(concat_tables(frozen, failed), bases),
-        metric,
-        n_boot=n_boot,
-        alpha=alpha,
-    )
-    tables |= verdict_tables(tables, transfer, models, settings, bases)
-    tables |= run_tables(benchmarks, estimate, failed, inputs)
-    tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
-    tables["methods"] = method_comparison(tables, bases or {m: m for m in models}, metric)
+    return tables, preds, models
+
+
+def _check_declared(tables: dict[str, pd.DataFrame]) -> None:
+    """Raise when the tables made differ from those the workflow declares (its outputs)."""
     from ptmeval.plan import AGGREGATE_TABLES
 
     if set(tables) != set(AGGREGATE_TABLES):  # the rule's outputs are declared from that list
@@ -676,6 +650,54 @@ def aggregate(
             f"made but not declared {sorted(set(tables) - set(AGGREGATE_TABLES))}, "
             f"declared but not made {sorted(set(AGGREGATE_TABLES) - set(tables))}"
         )
+
+
+def aggregate(
+    metrics: Iterable[str | Path],
+    histories: Iterable[str | Path],
+    profiles: Iterable[str | Path],
+    manifests: Iterable[str | Path],
+    task_summaries: Iterable[str | Path],
+    predictions: Iterable[str | Path] = (),
+    runtimes: Iterable[str | Path] = (),
+    exports: Iterable[str | Path] = (),
+    deployments: Iterable[str | Path] = (),
+    transfers: Iterable[str | Path] = (),
+    frozen: Iterable[str | Path] = (),
+    benchmarks: Iterable[str | Path] = (),
+    estimate: str | Path | None = None,
+    settings: dict[str, Any] | None = None,
+    tuning: Iterable[str | Path] = (),
+) -> dict[str, pd.DataFrame]:
+    """The report's tables, by name."""
+    settings = settings or {}
+    inputs = [
+        list(group)
+        for group in (metrics, histories, profiles, manifests, task_summaries, predictions)
+        + (runtimes, exports, deployments, transfers, frozen, tuning)
+    ]
+    failed: list[pd.DataFrame] = []
+    metric = settings.get("metric", "accuracy")
+    n_boot = int(settings.get("n_boot", 1000))
+    alpha = float(settings.get("alpha", 0.05))
+    bases: dict[str, str] = settings.get("bases") or {}
+    tables, preds, models = _job_tables(inputs, failed, settings, metric, n_boot, alpha, bases)
+    results, transfer, gain = tables["results"], tables["transfer"], tables["transfer_gain"]
+    tables["difficulty"] = with_tuning(tables["difficulty"], tables["tuning"])
+    tables["similarity_vs_gain"] = similarity_vs_gain(tables["task_similarity"], gain)
+    tables["protocol_check"] = protocol_check(
+        results,
+        preds,
+        for_every_method(concat_tables(inputs[10], failed), bases),  # the frozen-probe scores
+        metric,
+        n_boot=n_boot,
+        alpha=alpha,
+    )
+    tables |= verdict_tables(tables, transfer, models, settings, bases)
+    tables |= run_tables(benchmarks, estimate, failed, inputs)
+    tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
+    tables["methods"] = method_comparison(tables, bases or {m: m for m in models}, metric)
+    _check_declared(tables)
     return {name: _conformed(name, frame) for name, frame in tables.items()}
 
 
