@@ -50,6 +50,8 @@ rule make:
         "touch {output}"
 """
 
+Row = tuple[str, float, float, float, str]  # measurement, ptmeval s, baseline s, ratio, goal
+
 
 def snakemake(*args: str, cwd: Path, snakefile: Path | None = None) -> tuple[float, str]:
     """Run Snakemake; return its wall time and combined output (raises on failure)."""
@@ -111,87 +113,95 @@ def big_config(target_jobs: int, scratch: Path) -> tuple[Path, int]:
         seeds += max(1, int(seeds * (target_jobs / max(jobs, 1) - 1)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=ROOT)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cold-wall-s", type=float, default=None)
-    args = parser.parse_args()
-    work = args.workdir.resolve()
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    report_dir = work / "reports" / config["run_name"]
+def _finished_run_jobs(work: Path, report_dir: Path) -> int:
+    """The number of jobs of the finished, up-to-date default run in `work` (exits otherwise)."""
     if not (report_dir / "index.html").exists():
         raise SystemExit(f"no finished default run in {work} (run `make run` first)")
     _, out = snakemake("-n", "--cores", "2", cwd=work)
     if "Nothing to be done" not in out:
         raise SystemExit(f"the default run in {work} is not up to date:\n{out[-2000:]}")
     _, out = snakemake("-n", "-F", "--quiet", "rules", cwd=work)
-    n_jobs = sum(job_stats(out).values())
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        scratch = Path(tmp)
-        # 1. no-op re-run
-        trivial = trivial_dag(n_jobs, scratch, run=True)
-        ours, theirs = interleaved(
-            lambda: snakemake("--cores", "2", cwd=work)[0],
-            lambda: snakemake(
-                "--cores",
-                "2",
-                "--config",
-                f"jobs={n_jobs}",
-                cwd=trivial,
-                snakefile=trivial / "Snakefile",
-            )[0],
-            args.repeats,
-        )
-        rows.append((f"no-op re-run, {n_jobs} jobs", ours, theirs, ours / theirs, "≤ 1.5"))
-        # 2. 1,000-job dry runs
-        big, big_jobs = big_config(1000, scratch)
-        trivial_big = trivial_dag(big_jobs, scratch, run=False)
-        empty = scratch / "big-run"
-        empty.mkdir()
-        ours, theirs = interleaved(
-            lambda: snakemake("-n", "--configfile", str(big), "--quiet", cwd=empty)[0],
-            lambda: snakemake(
-                "-n",
-                "--config",
-                f"jobs={big_jobs}",
-                "--quiet",
-                cwd=trivial_big,
-                snakefile=trivial_big / "Snakefile",
-            )[0],
-            args.repeats,
-        )
-        rows.append((f"dry run, {big_jobs} jobs", ours, theirs, ours / theirs, "—"))
-        # 4. adding a model to the finished run (dry run: which jobs would run)
-        extra = dict(config)
-        extra["models"] = [
-            *config["models"],
-            {"slug": "tfidf-logreg-c4", "adapter": "tfidf-logreg", "finetune": {"probe_c": 4.0}},
-        ]
-        extra_path = scratch / "plus-one.yaml"
-        extra_path.write_text(yaml.safe_dump(extra))
-        _, out = snakemake("-n", "--configfile", str(extra_path), "--quiet", "rules", cwd=work)
-        added = job_stats(out)
-    # 3. report regeneration from the cache (done last: it rewrites reports/<run>/)
+    return sum(job_stats(out).values())
+
+
+def _noop_rerun(work: Path, scratch: Path, n_jobs: int, repeats: int) -> Row:
+    """Measurement 1: the no-op re-run of the default DAG against a trivial DAG's."""
+    trivial = trivial_dag(n_jobs, scratch, run=True)
+    ours, theirs = interleaved(
+        lambda: snakemake("--cores", "2", cwd=work)[0],
+        lambda: snakemake(
+            "--cores",
+            "2",
+            "--config",
+            f"jobs={n_jobs}",
+            cwd=trivial,
+            snakefile=trivial / "Snakefile",
+        )[0],
+        repeats,
+    )
+    return (f"no-op re-run, {n_jobs} jobs", ours, theirs, ours / theirs, "≤ 1.5")
+
+
+def _dry_runs(scratch: Path, repeats: int) -> Row:
+    """Measurement 2: the dry run of a 1,000-job ptmeval config against a trivial DAG's."""
+    big, big_jobs = big_config(1000, scratch)
+    trivial_big = trivial_dag(big_jobs, scratch, run=False)
+    empty = scratch / "big-run"
+    empty.mkdir()
+    ours, theirs = interleaved(
+        lambda: snakemake("-n", "--configfile", str(big), "--quiet", cwd=empty)[0],
+        lambda: snakemake(
+            "-n",
+            "--config",
+            f"jobs={big_jobs}",
+            "--quiet",
+            cwd=trivial_big,
+            snakefile=trivial_big / "Snakefile",
+        )[0],
+        repeats,
+    )
+    return (f"dry run, {big_jobs} jobs", ours, theirs, ours / theirs, "—")
+
+
+def _jobs_for_one_more_model(work: Path, scratch: Path, config: dict) -> dict[str, int]:
+    """Measurement 4: the jobs (by rule) that adding one model to the finished run would run."""
+    extra = dict(config)
+    extra["models"] = [
+        *config["models"],
+        {"slug": "tfidf-logreg-c4", "adapter": "tfidf-logreg", "finetune": {"probe_c": 4.0}},
+    ]
+    extra_path = scratch / "plus-one.yaml"
+    extra_path.write_text(yaml.safe_dump(extra))
+    _, out = snakemake("-n", "--configfile", str(extra_path), "--quiet", "rules", cwd=work)
+    return job_stats(out)
+
+
+def _report_from_cache(
+    work: Path, report_dir: Path, repeats: int, cold_wall_s: float | None
+) -> Row:
+    """Measurement 3: regenerating the report from the cache against the cold run (it rewrites
+    reports/<run>/)."""
     regen = []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         shutil.rmtree(report_dir)
         elapsed, out = snakemake("--cores", "2", cwd=work)
         if job_stats(out) != {"render_report": 1, "all": 1}:
             raise SystemExit(f"regenerating the report ran more than render_report:\n{out}")
         regen.append(elapsed)
-    cold = args.cold_wall_s
+    cold = cold_wall_s
     cold_note = "cold run (measured)"
     if cold is None:
         cold = stage_times((work / "results" / "benchmarks").rglob("*.tsv"))["wall_s"].sum()
         cold_note = "cold run (sum of job times)"
     median = statistics.median(regen)
-    rows.append((f"report from cache vs {cold_note}", median, cold, median / cold, "≤ 0.02"))
+    return (f"report from cache vs {cold_note}", median, cold, median / cold, "≤ 0.02")
 
+
+def _print_results(rows: list[Row], repeats: int, added: dict[str, int]) -> None:
+    """Print the measurements as a Markdown table, then the jobs one more model would run."""
     print(
         f"Snakemake {subprocess.run([SNAKEMAKE, '--version'], capture_output=True, text=True).stdout.strip()}, "
-        f"--cores 2, medians of {args.repeats}\n"
+        f"--cores 2, medians of {repeats}\n"
     )
     print("| measurement | ptmeval s | baseline s | ratio | goal |")
     print("| --- | --- | --- | --- | --- |")
@@ -202,6 +212,27 @@ def main() -> None:
         ", ".join(f"{rule} {n}" for rule, n in added.items()),
         f"(total {sum(added.values())})",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=ROOT)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cold-wall-s", type=float, default=None)
+    args = parser.parse_args()
+    work = args.workdir.resolve()
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    report_dir = work / "reports" / config["run_name"]
+    n_jobs = _finished_run_jobs(work, report_dir)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        rows.append(_noop_rerun(work, scratch, n_jobs, args.repeats))
+        rows.append(_dry_runs(scratch, args.repeats))
+        added = _jobs_for_one_more_model(work, scratch, config)
+    # done last: it rewrites reports/<run>/
+    rows.append(_report_from_cache(work, report_dir, args.repeats, args.cold_wall_s))
+    _print_results(rows, args.repeats, added)
 
 
 if __name__ == "__main__":
