@@ -31,7 +31,7 @@ from ptmeval.figures import (
 from ptmeval.io import git_commit, hardware
 from ptmeval.scorecard import DIMENSIONS, SUBMEASURES, recommendation, score_cell
 from ptmeval.tables import CONTRACTS, interval_of
-from ptmeval.verdicts import PROTOCOL_MARK, failed_runs, protocol_caveat
+from ptmeval.verdicts import PROTOCOL_MARK, failed_runs, protocol_caveat, undertrained_runs
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.j2"
 
@@ -477,6 +477,7 @@ VIEWS: dict[str, View] = {
             ("seed_std", "spread over seeds (std)"),
             ("at_chance_rate", "runs at chance"),
             ("diverged_rate", "diverged runs"),
+            ("still_improving_rate", "still improving at the budget's end"),
             Cell("chosen lr / C", chosen_hparam, CHOSEN_HPARAM),
             ("hparam_spread", "spread over the grid (val.)"),
         ),
@@ -1087,6 +1088,7 @@ def render_report(
         scorecard=scorecard_view(tables),
         failures=_failures_table(tables),
         failed_runs=failed_runs(_get(tables, "difficulty")),
+        undertrained_runs=undertrained_runs(_get(tables, "difficulty")),
         pareto=pareto_figures(_get(tables, "pareto")),
         stages=_stages_table(tables),
         tables_dir=Path(tables_dir).name if tables_dir else None,

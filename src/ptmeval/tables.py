@@ -90,7 +90,8 @@ CONTRACTS: dict[str, dict[str, Column]] = {
         "n_collapsed:count:jobs, chance:num3:metric, top_pred_share:pct:share of test examples,"
         "median_total_wall_s:num1:s, median_wall_s_to_level:num1:s,"
         "median_samples_to_level:count:examples, seed_std:num3:metric,"
-        "at_chance_rate:pct:share of jobs, diverged_rate:pct:share of jobs, hparam,"
+        "at_chance_rate:pct:share of jobs, diverged_rate:pct:share of jobs,"
+        "still_improving_rate:pct:share of jobs, hparam,"
         "hparam_value:sci:value, hparam_tuned, hparam_spread:num3:metric, hparam_at_edge"
     ),
     "methods": _columns(

@@ -202,6 +202,26 @@ def failed_runs(difficulty: pd.DataFrame) -> list[str]:
     return sentences
 
 
+def undertrained_runs(difficulty: pd.DataFrame) -> list[str]:
+    """One sentence per model x task x init x method of the training-difficulty table with runs
+    that ran out of their step budget while the validation score was still rising (see
+    ``still_improving`` of `ptmeval.scaling.finetune_process`): their scores are lower bounds."""
+    if difficulty.empty or "n_still_improving" not in difficulty.columns:
+        return []
+    sentences = []
+    for _, row in difficulty.iterrows():
+        improving = 0 if pd.isna(row["n_still_improving"]) else int(row["n_still_improving"])
+        if not improving:
+            continue
+        sentences.append(
+            f"{row['model']} ({row['init']}, {row['method']}) on {row['task']}: {improving} of "
+            f"{int(row['n_jobs'])} runs used their whole step budget with the validation score "
+            "still rising; their scores are lower bounds (a larger min_steps would likely raise "
+            "them)."
+        )
+    return sentences
+
+
 def protocol_caveat(check: pd.DataFrame, models: Iterable[str] | None = None) -> str:
     """The sentence the recommendation opens with when a ranked score is not the model's own:
     every full fine-tune whose score at its largest training size is below its own frozen

@@ -290,6 +290,31 @@ def test_finetune_process_without_classes_skips_chance():
     assert np.isnan(jobs["chance"].iloc[0]) and not jobs["diverged"].iloc[0]
 
 
+def test_a_run_still_rising_when_its_budget_ran_out_is_marked_still_improving():
+    def ended(seed, val, reason):
+        rows = history_rows(seed, val, [1.0] * len(val))
+        return [{**row, "stop_reason": reason} for row in rows]
+
+    history = pd.DataFrame(
+        ended(0, [0.5, 0.7, 0.8], "budget")  # its last point is its best: under-trained
+        + ended(1, [0.5, 0.8, 0.8], "budget")  # levelled off: a tie is not a rise
+        + ended(2, [0.5, 0.8, 0.7], "budget")  # past its best
+        + ended(3, [0.5, 0.6, 0.9], "early_stopping")  # stopped by patience, not the budget
+    )
+    test = results_table([np.array([0.8, 0.8, 0.8, 0.8])], init="pretrained", sizes=[100]).assign(
+        fraction=1.0
+    )
+    jobs = finetune_process(history, test, chance={"t": 0.25}).set_index("seed")
+    assert jobs["still_improving"].tolist() == [True, False, False, False]
+    assert not jobs["diverged"].any()
+    row = training_difficulty(jobs.reset_index()).iloc[0]
+    assert row["n_still_improving"] == 1 and row["still_improving_rate"] == pytest.approx(0.25)
+
+    # a history without stop reasons (older runs) marks nothing
+    old = finetune_process(pd.DataFrame(history_rows(0, [0.5, 0.9], [1.0, 0.5])), test.head(1))
+    assert not old["still_improving"].any()
+
+
 def test_learning_curves_reject_ece():
     with pytest.raises(ValueError, match="score metric"):
         learning_curve_fits(power_law_results(), metric="ece", n_boot=0)

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from ptmeval.aggregate import task_similarity, transfer_prediction
-from ptmeval.verdicts import accessibility, compatibility, failed_runs
+from ptmeval.verdicts import accessibility, compatibility, failed_runs, undertrained_runs
 
 HARDWARE = [
     {"name": "small, 1 GB", "device": "cpu", "memory_gb": 1},
@@ -187,3 +187,30 @@ def test_failed_runs_name_collapsed_and_at_chance_configurations():
     assert sentence.startswith("minilm (scratch, full) on bbc: 5 of 5 runs collapsed")
     assert "5 of 5 runs scored at or below chance" in sentence and "chance 0.225" in sentence
     assert failed_runs(pd.DataFrame()) == []
+
+
+def test_undertrained_runs_name_the_runs_still_improving_at_their_budget():
+    difficulty = pd.DataFrame(
+        [
+            {
+                "model": "minilm",
+                "init": "pretrained",
+                "method": "full",
+                "task": "r8",
+                "n_jobs": 8,
+                "n_still_improving": 3,
+            },
+            {
+                "model": "minilm",
+                "init": "scratch",
+                "method": "full",
+                "task": "r8",
+                "n_jobs": 8,
+                "n_still_improving": 0,
+            },
+        ]
+    )
+    (sentence,) = undertrained_runs(difficulty)
+    assert sentence.startswith("minilm (pretrained, full) on r8: 3 of 8 runs used their whole")
+    assert "lower bounds" in sentence
+    assert undertrained_runs(pd.DataFrame()) == []

@@ -46,6 +46,7 @@ PROCESS_COLUMNS = [
     "chance",
     "diverged_flag",
     "nonfinite_loss",
+    "still_improving",
     "at_chance",
     "top_pred_share",
     "collapsed",
@@ -134,6 +135,7 @@ def _history_summary(history: pd.DataFrame, val_col: str, level: float) -> pd.Da
                 wall = float(first["wall_s"])
                 samples = float(first["samples_seen"]) if "samples_seen" in g else np.nan
         loss = g["train_loss"].to_numpy(float)
+        improving = _still_improving(g, val)
         flag = bool(g["diverged"].fillna(False).astype(bool).any()) if "diverged" in g else False
         jobs.append(
             {
@@ -151,13 +153,27 @@ def _history_summary(history: pd.DataFrame, val_col: str, level: float) -> pd.Da
                 "samples_to_level": samples,
                 "diverged_flag": flag,
                 "nonfinite_loss": bool((~np.isfinite(loss)).any()),
+                "still_improving": improving,
             }
         )
     hist_columns = [*JOB_KEYS, "n_train_h", "epochs", "total_wall_s", "total_samples_seen"]
     hist_columns += ["final_val", "level_val", "epoch_to_level", "wall_s_to_level"]
-    hist_columns += ["samples_to_level", "diverged_flag", "nonfinite_loss"]
+    hist_columns += ["samples_to_level", "diverged_flag", "nonfinite_loss", "still_improving"]
     hist = pd.DataFrame(jobs, columns=hist_columns)
     return hist
+
+
+def _still_improving(history: pd.DataFrame, val: np.ndarray) -> bool:
+    """Whether a fine-tune ran out of its step budget while its validation score was still
+    rising: it stopped for ``budget`` and its last validation point beats every earlier one
+    (a run that ends on a tie or below its best had levelled off). Such a run is under-trained:
+    a larger budget (``min_steps``) would likely score higher."""
+    if "stop_reason" not in history or history["stop_reason"].iloc[-1] != "budget":
+        return False
+    finite = val[np.isfinite(val)]
+    if finite.size < 2 or not np.isfinite(val[-1]):
+        return False
+    return bool(val[-1] > finite[:-1].max() + 1e-12)
 
 
 def _diverged_reasons(out: pd.DataFrame) -> list[str]:
@@ -201,7 +217,9 @@ def finetune_process(
     majority-class rate for accuracy); without it (or for a task missing from the mapping) the
     column is NaN and the chance check is skipped. ``top_pred_share`` and ``collapsed`` come
     from `prediction_collapse` of ``predictions`` (the per-example test predictions); NaN and
-    False for a job without predictions. ``diverged_reason`` lists the triggered checks. Jobs
+    False for a job without predictions. ``diverged_reason`` lists the triggered checks.
+    ``still_improving``: the run stopped for its step budget while its last validation point
+    beat every earlier one (under-trained; not a divergence). Jobs
     found only in ``results`` are kept with NaN history columns.
     """
     check_score_metric(metric)
@@ -219,6 +237,7 @@ def finetune_process(
     out["chance"] = [chance_of(t, chance) for t in out["task"]]
     out["diverged_flag"] = out["diverged_flag"].astype("boolean").fillna(False).astype(bool)
     out["nonfinite_loss"] = out["nonfinite_loss"].astype("boolean").fillna(False).astype(bool)
+    out["still_improving"] = out["still_improving"].astype("boolean").fillna(False).astype(bool)
     score = out["test_score"].astype(float)
     chance_score = out["chance"].astype(float)
     out["at_chance"] = np.isfinite(chance_score) & (score <= chance_score + CHANCE_TOL)
@@ -253,12 +272,15 @@ def training_difficulty(process: pd.DataFrame, by_size: bool = False) -> pd.Data
     ``collapsed_rate`` (runs whose test predictions collapsed to one class, see
     `prediction_collapse`), ``collapsed`` (True when any run collapsed), ``top_pred_share``
     (the largest share of one predicted class over the runs; NaN without predictions),
+    ``n_still_improving`` and ``still_improving_rate`` (runs that ran out of their step budget
+    with the validation score still rising, see ``still_improving`` of `finetune_process`),
     ``median_total_wall_s``, ``median_wall_s_to_level``, ``median_samples_to_level``.
     """
     keys = [*KEYS, "n_train"] if by_size else list(KEYS)
     columns = [*keys, "n_jobs", "n_sizes", "test_score_mean", "chance", "seed_std"]
     columns += ["seed_std_max", "n_diverged", "diverged_rate", "n_at_chance", "at_chance_rate"]
     columns += ["n_collapsed", "collapsed_rate", "collapsed", "top_pred_share"]
+    columns += ["n_still_improving", "still_improving_rate"]
     columns += ["median_total_wall_s", "median_wall_s_to_level", "median_samples_to_level"]
     if process.empty:
         return pd.DataFrame(columns=columns)
@@ -270,6 +292,7 @@ def training_difficulty(process: pd.DataFrame, by_size: bool = False) -> pd.Data
                 ("at_chance", False),
                 ("collapsed", False),
                 ("top_pred_share", np.nan),
+                ("still_improving", False),
             )
         }
     )
@@ -287,6 +310,7 @@ def training_difficulty(process: pd.DataFrame, by_size: bool = False) -> pd.Data
         n_diverged=("diverged", "sum"),
         n_at_chance=("at_chance", "sum"),
         n_collapsed=("collapsed", "sum"),
+        n_still_improving=("still_improving", "sum"),
         top_pred_share=("top_pred_share", "max"),
         median_total_wall_s=("total_wall_s", "median"),
         median_wall_s_to_level=("wall_s_to_level", "median"),
@@ -296,5 +320,6 @@ def training_difficulty(process: pd.DataFrame, by_size: bool = False) -> pd.Data
     table["at_chance_rate"] = table["n_at_chance"] / table["n_jobs"]
     table["collapsed_rate"] = table["n_collapsed"] / table["n_jobs"]
     table["collapsed"] = table["n_collapsed"] > 0
+    table["still_improving_rate"] = table["n_still_improving"] / table["n_jobs"]
     table = table.merge(spread, on=keys, how="left")
     return table[columns]
