@@ -222,9 +222,16 @@ def undertrained_runs(difficulty: pd.DataFrame) -> list[str]:
     return sentences
 
 
+def _fine_tune_kind(method: object) -> str:
+    """How the sentences name a fine-tune of ``method`` ('full fine-tune', 'LoRA fine-tune')."""
+    if isinstance(method, str) and method and method != "full":
+        return f"{'LoRA' if method == 'lora' else method} fine-tune"
+    return "full fine-tune"
+
+
 def protocol_caveat(check: pd.DataFrame, models: Iterable[str] | None = None) -> str:
     """The sentence the recommendation opens with when a ranked score is not the model's own:
-    every full fine-tune whose score at its largest training size is below its own frozen
+    every fine-tune (full or LoRA) whose score at its largest training size is below its own frozen
     features (``below_frozen`` in the `ptmeval.aggregate.protocol_check` table), among
     ``models`` (all when None). Empty when none is flagged."""
     if check.empty:
@@ -235,7 +242,7 @@ def protocol_caveat(check: pd.DataFrame, models: Iterable[str] | None = None) ->
     if flagged.empty:
         return ""
     cases = [
-        f"{r['model']}'s full fine-tune on {r['task']} scores {r['score']:.3f} {r['metric']} "
+        f"{r['model']}'s {_fine_tune_kind(r.get('method'))} on {r['task']} scores {r['score']:.3f} {r['metric']} "
         f"at the largest size (interval up to {r['score_hi']:.3f}), below its own frozen "
         f"features ({r['frozen_score']:.3f} with a linear probe)"
         for _, r in flagged.sort_values(["model", "task"]).iterrows()

@@ -118,6 +118,9 @@ def test_caveat_names_the_model_and_task_only_when_flagged_at_the_largest_size()
     assert protocol_caveat(flagged_row(largest=False)) == ""
     assert protocol_caveat(flagged_row(below_frozen=False)) == ""
     assert protocol_caveat(flagged_row(), models=["other"]) == ""
+    # the sentence names the adaptation method that was checked
+    assert "m1's full fine-tune on" in text
+    assert "m1's LoRA fine-tune on" in protocol_caveat(flagged_row(method="lora"))
 
 
 def test_report_marks_the_score_and_says_the_ranking_is_uncertain(tmp_path):
