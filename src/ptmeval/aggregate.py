@@ -299,6 +299,33 @@ def at_grid_edge(grid: pd.DataFrame) -> bool:
     return False
 
 
+def latency_cross_check(
+    runtime: pd.DataFrame,
+    deployment: pd.DataFrame,
+    factor: float = scorecard.LATENCY_AGREEMENT,
+) -> pd.DataFrame:
+    """``runtime`` with ``export_b1_ms``: on each model's inference row at batch 1, the eager
+    fp32 latency at batch 1 that its export check measured (in another job, at another time;
+    the median over tasks). A runtime latency more than ``factor`` times away from it is marked
+    ``noisy``: one of the two was measured on a busy machine (its CV can be small when the
+    whole measurement was slowed alike, e.g. by threads competing for the cores)."""
+    runtime = runtime.copy()
+    runtime["export_b1_ms"] = np.nan
+    needed = {"model", "variant", "status", "latency_b1_p50_ms"}
+    if runtime.empty or deployment.empty or not needed <= set(deployment.columns):
+        return runtime
+    fp32 = deployment[(deployment["variant"] == "fp32") & (deployment["status"] == "ok")]
+    eager = fp32.groupby("model")["latency_b1_p50_ms"].median()
+    rows = (runtime["mode"] == "inference") & (runtime["batch_size"] == 1)
+    rows &= runtime["model"].isin(eager.index)
+    runtime.loc[rows, "export_b1_ms"] = runtime.loc[rows, "model"].map(eager).astype(float)
+    ratio = runtime["latency_p50_ms"].astype(float) / runtime["export_b1_ms"]
+    apart = rows & ((ratio > factor) | (ratio < 1 / factor))
+    noisy = runtime["noisy"] if "noisy" in runtime else pd.Series(False, index=runtime.index)
+    runtime["noisy"] = noisy.astype("boolean").fillna(False).astype(bool) | apart
+    return runtime
+
+
 def task_similarity(transfer: pd.DataFrame) -> pd.DataFrame:
     """Per model: Fréchet distance (diagonal covariances) between its frozen-feature
     distributions on every pair of tasks."""
@@ -603,9 +630,10 @@ def _job_tables(
     history = concat_tables(histories, failed)
     profile = concat_tables(profiles, failed)
     tasks = concat_tables(task_summaries, failed)
-    runtime = shared_inference(concat_tables(runtimes, failed), bases)
     export = concat_tables(exports, failed)
     deployment = concat_tables(deployments, failed)
+    runtime = shared_inference(concat_tables(runtimes, failed), bases)
+    runtime = latency_cross_check(runtime, deployment)
     transfer = concat_tables(transfers, failed)
     preds = concat_tables(predictions, failed)
     curves = scaling_tables(results, history, tasks, preds, settings, bases)

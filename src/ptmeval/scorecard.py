@@ -231,6 +231,12 @@ def _statuses(
     return status
 
 
+# How far the runtime stage's latency at batch 1 may lie from the export check's eager fp32
+# latency of the same model before the runtime row is marked noisy (the two differ in inputs:
+# synthetic max-length ones against the task's test examples, hence the wide band).
+LATENCY_AGREEMENT = 3.0
+
+
 def noise_note(row: pd.Series) -> str:
     """'noisy: CV 0.52 after 3 attempts, machine load 1.9 on 2 CPUs' for a runtime row."""
     load = row.get("load_1min")
@@ -240,7 +246,13 @@ def noise_note(row: pd.Series) -> str:
         if load is not None and cpus is not None and not pd.isna(load) and not pd.isna(cpus)
         else ""
     )
-    return f"noisy: CV {float(row['latency_cv']):.2f} after {int(row.get('attempts', 1))} attempts{where}"
+    note = f"noisy: CV {float(row['latency_cv']):.2f} after {int(row.get('attempts', 1))} attempts{where}"
+    export = row.get("export_b1_ms")
+    if export is not None and not pd.isna(export) and float(export) > 0:
+        ratio = float(row["latency_p50_ms"]) / float(export)
+        if not 1 / LATENCY_AGREEMENT <= ratio <= LATENCY_AGREEMENT:
+            note += f"; {ratio:.1f}x the export check's fp32 latency ({float(export):.3g} ms)"
+    return note
 
 
 def _batch_one(runtime: pd.DataFrame) -> pd.DataFrame:

@@ -111,7 +111,7 @@ CONTRACTS: dict[str, dict[str, Column]] = {
         "threads:count:threads, latency_p50_ms:num1:ms, latency_p90_ms:num1:ms,"
         "latency_cv:num3:ratio, noisy, load_1min:num2:load, attempts:count:attempts,"
         "repeats:count:repeats, throughput_per_s:num1:examples/s, peak_rss_mb:num0:MB,"
-        "gpu_peak_mb:num0:MB"
+        "gpu_peak_mb:num0:MB, export_b1_ms:num1:ms"
     ),
     "accessibility": _columns("model, verdict"),
     "data_needed": _columns(

@@ -140,3 +140,34 @@ def test_a_choice_at_the_grid_edge_is_flagged_only_when_the_score_still_rises():
     )
     row = with_tuning(difficulty, tuning).iloc[0]
     assert row["hparam_value"] == 1e-3 and bool(row["hparam_at_edge"])
+
+
+def test_a_runtime_latency_far_from_the_export_checks_is_marked_noisy():
+    from ptmeval.aggregate import latency_cross_check
+    from ptmeval.scorecard import noise_note
+
+    runtime = pd.DataFrame(
+        {
+            "model": ["slow", "slow", "fine", "alone"],
+            "mode": ["inference", "inference", "inference", "inference"],
+            "batch_size": [1, 8, 1, 1],
+            "latency_p50_ms": [1118.0, 2465.0, 20.8, 5.0],
+            "latency_cv": [0.17, 0.19, 0.13, 0.1],
+            "attempts": [1, 1, 2, 1],
+            "noisy": [False, False, False, False],
+        }
+    )
+    deployment = pd.DataFrame(
+        {
+            "model": ["slow", "slow", "fine", "fine"],
+            "variant": ["fp32", "bf16", "fp32", "fp32"],
+            "status": ["ok", "ok", "ok", "ok"],
+            "latency_b1_p50_ms": [108.5, 42.9, 12.0, 14.0],
+        }
+    )
+    out = latency_cross_check(runtime, deployment)
+    assert out["noisy"].tolist() == [True, False, False, False]  # only batch 1 is compared
+    assert out["export_b1_ms"].iloc[0] == 108.5 and out["export_b1_ms"].iloc[2] == 13.0
+    assert math.isnan(out["export_b1_ms"].iloc[3])  # no export check: nothing to compare
+    assert "10.3x the export check's fp32 latency (108 ms)" in noise_note(out.iloc[0])
+    assert latency_cross_check(runtime, pd.DataFrame())["noisy"].tolist() == [False] * 4
