@@ -215,9 +215,9 @@ def undertrained_runs(difficulty: pd.DataFrame) -> list[str]:
             continue
         sentences.append(
             f"{row['model']} ({row['init']}, {row['method']}) on {row['task']}: {improving} of "
-            f"{int(row['n_jobs'])} runs used their whole step budget with the validation score "
-            "still rising; their scores are lower bounds (a larger min_steps would likely raise "
-            "them)."
+            f"{int(row['n_jobs'])} runs used their whole step budget and were still improving at "
+            "its end (their best validation point was the last); their scores are lower bounds "
+            "(a larger min_steps would likely raise them)."
         )
     return sentences
 

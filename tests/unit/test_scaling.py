@@ -310,6 +310,11 @@ def test_a_run_still_rising_when_its_budget_ran_out_is_marked_still_improving():
     row = training_difficulty(jobs.reset_index()).iloc[0]
     assert row["n_still_improving"] == 1 and row["still_improving_rate"] == pytest.approx(0.25)
 
+    # with the loop's own best step (ties broken by the validation loss), that decides
+    tied = pd.DataFrame(ended(0, [0.5, 0.8, 0.8], "budget")).assign(step=[20, 40, 60])
+    assert finetune_process(tied.assign(best_step=60), test.head(1))["still_improving"].all()
+    assert not finetune_process(tied.assign(best_step=40), test.head(1))["still_improving"].any()
+
     # a history without stop reasons (older runs) marks nothing
     old = finetune_process(pd.DataFrame(history_rows(0, [0.5, 0.9], [1.0, 0.5])), test.head(1))
     assert not old["still_improving"].any()

@@ -164,12 +164,17 @@ def _history_summary(history: pd.DataFrame, val_col: str, level: float) -> pd.Da
 
 
 def _still_improving(history: pd.DataFrame, val: np.ndarray) -> bool:
-    """Whether a fine-tune ran out of its step budget while its validation score was still
-    rising: it stopped for ``budget`` and its last validation point beats every earlier one
-    (a run that ends on a tie or below its best had levelled off). Such a run is under-trained:
-    a larger budget (``min_steps``) would likely score higher."""
+    """Whether a fine-tune ran out of its step budget while it was still improving: it stopped
+    for ``budget`` and its best validation point (the loop's own choice, ``best_step``: the
+    primary score, ties broken by the validation loss) was its last one. Without ``best_step``
+    (older histories), its last validation score must beat every earlier one. Such a run is
+    under-trained: a larger budget (``min_steps``) would likely score higher."""
     if "stop_reason" not in history or history["stop_reason"].iloc[-1] != "budget":
         return False
+    if {"best_step", "step"} <= set(history.columns):
+        best, last = history["best_step"].iloc[-1], history["step"].iloc[-1]
+        if not pd.isna(best) and not pd.isna(last):
+            return int(best) == int(last)
     finite = val[np.isfinite(val)]
     if finite.size < 2 or not np.isfinite(val[-1]):
         return False
