@@ -205,7 +205,7 @@ def failed_runs(difficulty: pd.DataFrame) -> list[str]:
 def undertrained_runs(difficulty: pd.DataFrame) -> list[str]:
     """One sentence per model x task x init x method of the training-difficulty table with runs
     that ran out of their step budget while the validation score was still rising (see
-    ``still_improving`` of `ptmeval.scaling.finetune_process`): their scores are lower bounds."""
+    ``still_improving`` of `ptmeval.scaling.finetune_process`): their scores likely understate the model."""
     if difficulty.empty or "n_still_improving" not in difficulty.columns:
         return []
     sentences = []
@@ -216,8 +216,8 @@ def undertrained_runs(difficulty: pd.DataFrame) -> list[str]:
         sentences.append(
             f"{row['model']} ({row['init']}, {row['method']}) on {row['task']}: {improving} of "
             f"{int(row['n_jobs'])} runs used their whole step budget and were still improving at "
-            "its end (their best validation point was the last); their scores are lower bounds "
-            "(a larger min_steps would likely raise them)."
+            "its end (their best validation point was the last); their scores likely understate "
+            "the model (a larger min_steps would probably raise them)."
         )
     return sentences
 

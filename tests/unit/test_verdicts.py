@@ -212,5 +212,5 @@ def test_undertrained_runs_name_the_runs_still_improving_at_their_budget():
     )
     (sentence,) = undertrained_runs(difficulty)
     assert sentence.startswith("minilm (pretrained, full) on r8: 3 of 8 runs used their whole")
-    assert "lower bounds" in sentence
+    assert "likely understate the model" in sentence
     assert undertrained_runs(pd.DataFrame()) == []
