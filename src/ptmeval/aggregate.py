@@ -846,6 +846,12 @@ def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataF
         if len(parts)
         else pd.DataFrame()
     )
+    if len(parts) and "status" in parts:
+        status = parts.pivot(index="model", columns="submeasure", values="status")
+        for column in ("latency_b1", "inference_memory"):
+            if column in status:
+                noisy = status[column].astype(str).str.contains("noisy", regex=False)
+                runtime[f"{column}_noisy"] = noisy.reindex(runtime.index, fill_value=False)
     return decision.decisions(
         tables.get("ranks", pd.DataFrame()),
         tables.get("pairwise", pd.DataFrame()),

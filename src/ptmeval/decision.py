@@ -42,6 +42,7 @@ DECISION_COLUMNS = [
     "tied",
     "constraint",
     "cost",
+    "cost_noisy",
     "storage_mb",
     "chosen",
     "protocol_flag",
@@ -137,6 +138,7 @@ def decisions(
         rows["tied"] = tied
         rows["constraint"] = constraint
         rows["cost"] = [_cost(r, column, costs, runtime_costs) for _, r in rows.iterrows()]
+        rows["cost_noisy"] = [_cost_noisy(r, column, runtime_costs) for _, r in rows.iterrows()]
         # equal costs (several methods of one model: one network at inference) are broken by
         # what one more task stores
         rows["storage_mb"] = [
@@ -184,6 +186,14 @@ def _cost(row: pd.Series, column: str, costs: pd.DataFrame, runtime: pd.DataFram
     return float(hit[column].iloc[0]) if len(hit) else float("nan")
 
 
+def _cost_noisy(row: pd.Series, column: str, runtime: pd.DataFrame) -> bool:
+    """Whether the runtime measurement the row's cost comes from was marked noisy."""
+    flag = f"{column}_noisy"
+    if runtime.empty or flag not in runtime or row["model"] not in runtime.index:
+        return False
+    return bool(runtime.at[row["model"], flag])
+
+
 def _mb(value: float) -> str:
     return "not measured" if pd.isna(value) else f"{value:.3g} MB"
 
@@ -193,8 +203,12 @@ def _p(value: float) -> str:
 
 
 def _cost_text(r: pd.Series, fmt: str) -> str:
-    """The row's cost as the constraint reads it in a sentence, or 'not measured'."""
-    return "not measured" if pd.isna(r["cost"]) else fmt.format(r["cost"])
+    """The row's cost as the constraint reads it in a sentence ('…, a noisy measurement' when
+    the runtime stage marked it noisy), or 'not measured'."""
+    if pd.isna(r["cost"]):
+        return "not measured"
+    noisy = bool(r.get("cost_noisy", False)) is True
+    return fmt.format(r["cost"]) + (", a noisy measurement" if noisy else "")
 
 
 def _score_text(r: pd.Series) -> str:

@@ -182,7 +182,7 @@ CONTRACTS: dict[str, dict[str, Column]] = {
     ),
     "decision": _columns(
         "task, system, n_train:count:examples, accuracy[ci]:num3:accuracy, p_vs_best:sci:p,"
-        "tied, constraint, cost:sci:cost, chosen, protocol_flag"
+        "tied, constraint, cost:sci:cost, cost_noisy, chosen, protocol_flag"
     ),
     "scorecard_parts": _columns(
         "model, dimension, submeasure, kind, raw:sci:raw, status, source, scaled:num3:0-1,"

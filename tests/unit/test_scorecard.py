@@ -211,6 +211,21 @@ def test_a_tie_is_named_with_its_p_value_and_broken_by_the_stated_cost():
     assert f"build on {b}" in text
 
 
+def test_a_noisy_latency_is_named_as_such_in_the_decision_sentence():
+    tables, _, _ = decision_tables()
+    runtime = tables["runtime"].assign(latency_cv=0.05, noisy=False)
+    runtime.loc[runtime["model"] == "a", ["latency_cv", "noisy"]] = [0.6, True]
+    tables["runtime"] = runtime
+    card, parts = scorecard(tables, models=FACTS)
+    tables["scorecard_parts"] = parts
+    table = decision_table(tables, "latency")
+    by = table.set_index("system")
+    assert by.at["a (pretrained, full)", "cost_noisy"]
+    assert not by.at["b (scratch, full)", "cost_noisy"]
+    text = recommendation(card, parts, table)
+    assert "(10 ms per example, a noisy measurement)" in text
+
+
 def test_equal_costs_are_broken_by_the_storage_per_extra_task():
     # two methods of one model: one network at inference, so the same latency
     tables, _, _ = decision_tables()
