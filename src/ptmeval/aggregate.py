@@ -704,6 +704,7 @@ def aggregate(
         for group in (metrics, histories, profiles, manifests, task_summaries, predictions)
         + (runtimes, exports, deployments, transfers, frozen, tuning)
     ]
+    frozen_probes = inputs[10]  # the paths, listed once (an iterator is read only once)
     failed: list[pd.DataFrame] = []
     metric = settings.get("metric", "accuracy")
     n_boot = int(settings.get("n_boot", 1000))
@@ -716,7 +717,7 @@ def aggregate(
     tables["protocol_check"] = protocol_check(
         results,
         preds,
-        for_every_method(concat_tables(inputs[10], failed), bases),  # the frozen-probe scores
+        for_every_method(concat_tables(frozen_probes, failed), bases),
         metric,
         n_boot=n_boot,
         alpha=alpha,
@@ -846,12 +847,14 @@ def decision_table(tables: dict[str, pd.DataFrame], constraint: str) -> pd.DataF
         if len(parts)
         else pd.DataFrame()
     )
-    if len(parts) and "status" in parts:
-        status = parts.pivot(index="model", columns="submeasure", values="status")
+    measured = tables.get("runtime", pd.DataFrame())
+    if len(runtime) and {"mode", "batch_size", "noisy"} <= set(measured.columns):
+        # the runtime row both sub-measures come from: inference at batch 1
+        batch1 = measured[(measured["mode"] == "inference") & (measured["batch_size"] == 1)]
+        noisy = batch1["noisy"].astype("boolean").fillna(False).astype(bool)
+        flags = noisy.groupby(batch1["model"]).any()
         for column in ("latency_b1", "inference_memory"):
-            if column in status:
-                noisy = status[column].astype(str).str.contains("noisy", regex=False)
-                runtime[f"{column}_noisy"] = noisy.reindex(runtime.index, fill_value=False)
+            runtime[f"{column}_noisy"] = flags.reindex(runtime.index, fill_value=False)
     return decision.decisions(
         tables.get("ranks", pd.DataFrame()),
         tables.get("pairwise", pd.DataFrame()),
