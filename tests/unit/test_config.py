@@ -149,7 +149,9 @@ def with_methods(methods, **extra) -> dict:
 
 
 def test_methods_expand_to_one_candidate_each():
-    cfg = parse_config(with_methods(["full", "lora", "linear_probe"], lora={"r": 4}))
+    data = with_methods(["full", "lora", "linear_probe"], lora={"r": 4})
+    data["models"][0]["inits"] = ["pretrained", "scratch"]
+    cfg = parse_config(data)
     minilm = [m for m in cfg.models if m.base == "minilm-l6"]
     assert [(m.slug, m.method) for m in minilm] == [
         ("minilm-l6.full", "full"),

@@ -129,7 +129,13 @@ def test_paths_follow_the_rule_patterns():
 
 def test_methods_share_the_download_and_features_and_nothing_else():
     data = default_config()
-    assert data["models"][0]["methods"] == ["full", "lora", "linear_probe"]
+    assert data["models"][0]["slug"] == "minilm-l6"
+    # MiniLM-L6 adapted three ways, pretrained and from scratch (the default adapts it two ways)
+    data["models"][0].update(
+        methods=["full", "lora", "linear_probe"],
+        lora={"r": 8, "alpha": 16},
+        inits=["pretrained", "scratch"],
+    )
     plan = Plan(load_config(data, REPO))
     minilm = data["models"][0]
     del minilm["methods"], minilm["lora"]

@@ -17,7 +17,7 @@ from ptmeval.workflow import (
 )
 from tests.conftest import REPO
 
-TEXT_FULL = {"minilm-l6.full", "minilm-l6.lora"}  # the default adapts MiniLM-L6 three ways
+TEXT_FULL = {"minilm-l6.full"}  # the default adapts MiniLM-L6 two ways
 TEXT_PROBES = {"minilm-l6.linear_probe", "smollm2-135m", "mpnet-base"}
 CLASSICAL = {"tfidf-logreg"}
 IMAGE_FULL = {"efficientnet-lite0"}

@@ -35,19 +35,20 @@ def test_dry_run_default_config(tmp_path):
     result = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     stats = job_stats(result.stdout + result.stderr)
-    # 2 text tasks × 4 sizes × 2 seeds × (minilm full 2 inits + lora 1 + probe 1 + smollm2 1
-    # + mpnet 1 + tfidf 1) + mnist × 4 × 2 × (efficientnet-lite0 2 inits + lite1 1 + lite2 1)
-    assert stats["finetune"] == 2 * 4 * 2 * 7 + 4 * 2 * 4 == stats["evaluate"]
+    # 2 text tasks × 5 sizes × 3 seeds × (minilm full + probe 1 + smollm2 1 + mpnet 1 + tfidf
+    # 1) + mnist × 5 × 3 × (efficientnet-lite0 2 inits + lite1 1 + lite2 1)
+    assert stats["finetune"] == 2 * 5 * 3 * 5 + 5 * 3 * 4 == stats["evaluate"]
     assert (
-        stats["download_model"] == 6  # MiniLM-L6's three methods share one
+        stats["download_model"] == 6  # MiniLM-L6's two methods share one
         and stats["prepare_task"] == 3
+        and stats["subsample"] == 3 * 5 * 3
         and stats["extract_features"] == 2 * 3 + 3  # 3 pretrained models per task, shared
         and stats["transfer_scores"] == 2 * 3 + 3
-        and stats["select_hparams"] == 2 * 7 + 4
-        # every model, the TF-IDF baseline too; MiniLM-L6's inference once (under full), a
-        # LoRA training step, nothing left for its probe
-        and stats["measure_runtime"] == 8
-        and stats["profile_model"] == 8
+        and stats["select_hparams"] == 2 * 5 + 4
+        # every model, the TF-IDF baseline too; MiniLM-L6's inference once (under full), nothing
+        # left for its probe
+        and stats["measure_runtime"] == 7
+        and stats["profile_model"] == 7
     )
     # the jobs Snakemake plans are the plan's (ptmeval.plan), and the estimate counts the same
     cfg = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), REPO)
