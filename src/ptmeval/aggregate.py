@@ -723,7 +723,8 @@ def aggregate(
         alpha=alpha,
     )
     tables |= verdict_tables(tables, transfer, models, settings, bases)
-    tables |= run_tables(benchmarks, estimate, failed, inputs)
+    peaks = {"export_check": tables["export"].get("job_peak_rss_mb", pd.Series(dtype=float))}
+    tables |= run_tables(benchmarks, estimate, failed, inputs, peaks)
     tables["pareto"] = pareto_points(tables, metric, settings.get("constraint", "latency"))
     tables["methods"] = method_comparison(tables, bases or {m: m for m in models}, metric)
     _check_declared(tables)
@@ -814,10 +815,18 @@ def run_tables(
     estimate: str | Path | None,
     failed: list[pd.DataFrame],
     inputs: list[list[str | Path]],
+    recorded_peaks: dict[str, pd.Series] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """How the run went: time and memory per stage (with the estimate beside), the failed jobs,
-    and the machines the jobs ran on."""
+    and the machines the jobs ran on. `recorded_peaks`: per stage, the peak RSS (MB) its jobs
+    recorded themselves; a stage's maximum RSS is the higher of that and Snakemake's (which
+    samples every 30 s after a job's first 15 s and can miss a short-lived child process)."""
     times = stage_times(benchmarks)
+    for stage, peaks in (recorded_peaks or {}).items():
+        peak = pd.to_numeric(peaks, errors="coerce").max()
+        at = times["stage"] == stage
+        if pd.notna(peak) and at.any():
+            times.loc[at, "max_rss_mb"] = np.fmax(times.loc[at, "max_rss_mb"], peak)
     if estimate is not None:
         est = read_table(estimate)
         times = times.merge(

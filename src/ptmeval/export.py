@@ -230,7 +230,19 @@ def export_check(
                 threads,
                 onnx_reason=f"no ONNX model: {row.get('onnx_export', 'not exported')}",
             )
+    row["job_peak_rss_mb"] = job_peak_mb(variants)
     return pd.DataFrame([row]), variants
+
+
+def job_peak_mb(variants: pd.DataFrame) -> float:
+    """This job's peak resident memory (MB): this process's own peak or, higher, this process
+    waiting plus a deployment variant's child at its peak (`tree_peak_mb`)."""
+    from ptmeval.runtime import status_mb
+
+    own = status_mb("VmHWM")
+    if "tree_peak_mb" not in variants or not variants["tree_peak_mb"].notna().any():
+        return own
+    return max(own, float(variants["tree_peak_mb"].max()))
 
 
 def _dynamic_shapes(module: Any, arrays: list[np.ndarray]) -> Any:

@@ -78,7 +78,8 @@ CONTRACTS: dict[str, dict[str, Column]] = {
     "export": _columns(
         "model, task, standard_api, torch_export, onnx_export, onnxruntime,"
         "max_abs_diff:sci:logit, max_rel_diff:sci:ratio, accuracy_change:num4:accuracy,"
-        "macro_f1_change:num4:macro-F1, onnx_vs_eager_b1:num2:ratio, onnx_vs_eager_b32:num2:ratio"
+        "macro_f1_change:num4:macro-F1, onnx_vs_eager_b1:num2:ratio, onnx_vs_eager_b32:num2:ratio,"
+        "job_peak_rss_mb:num0:MB"
     ),
     "deployment": _columns(
         "model, task, variant, score:num3:metric, diff[ci]:num3:metric, mcnemar_p:sci:p,"

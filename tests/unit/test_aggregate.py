@@ -171,3 +171,22 @@ def test_a_runtime_latency_far_from_the_export_checks_is_marked_noisy():
     assert math.isnan(out["export_b1_ms"].iloc[3])  # no export check: nothing to compare
     assert "10.3x the export check's fp32 latency (108 ms)" in noise_note(out.iloc[0])
     assert latency_cross_check(runtime, pd.DataFrame())["noisy"].tolist() == [False] * 4
+
+
+def test_a_stages_peak_is_the_higher_of_snakemakes_sample_and_its_jobs_record(tmp_path):
+    """Snakemake's benchmark samples a job's RSS every 30 s after its first 15 s, so it can miss
+    a short-lived child; a job's own record of its peak (the export check's) raises the stage's
+    maximum, and never lowers it."""
+    from ptmeval.aggregate import run_tables
+
+    benchmarks = []
+    for stage, rss in (("export_check", 1200.0), ("export_check", 1100.0), ("finetune", 900.0)):
+        path = tmp_path / "benchmarks" / stage / f"{len(benchmarks)}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"s\tmax_rss\n10.0\t{rss}\n")
+        benchmarks.append(path)
+    peaks = {"export_check": pd.Series([1989.0, None]), "finetune": pd.Series([500.0])}
+    times = run_tables(benchmarks, None, [], [], peaks)["stage_times"].set_index("stage")
+    assert times.loc["export_check", "max_rss_mb"] == 1989.0
+    assert times.loc["finetune", "max_rss_mb"] == 900.0
+    assert times.loc["export_check", "jobs"] == 2

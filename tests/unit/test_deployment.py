@@ -174,6 +174,29 @@ def test_the_bf16_variant_builds_and_runs(tmp_path):
     assert rows["bf16"]["passes"] and rows["bf16"]["agreement"] > 0.98
 
 
+def test_a_variant_reports_the_peak_of_the_job_while_it_runs(tmp_path):
+    """The child's whole peak (building included) is at least its running peak, and the job's
+    peak while the child runs adds the waiting parent's resident memory: a parent holding 300 MB
+    more raises it by about 300 MB (Snakemake's benchmark, sampling every 30 s, can miss it)."""
+    from ptmeval.runtime import status_mb
+
+    model, x, _ = _trained()
+    torch.save(model, tmp_path / "module.pt")
+    spec = ({"module_file": str(tmp_path / "module.pt")}, [x], None, ["fp32"])
+    timing = {"threads": 1, "batch_sizes": (1, 16), "timing": {"budget_s": 0.1}}
+    light = measure_variants(*spec, **timing)["fp32"]
+    held = np.ones(300 * 2**20 // 8)  # 300 MB, touched: resident in the parent
+    heavy = measure_variants(*spec, **timing)["fp32"]
+    parent_now = status_mb("VmRSS")
+    del held
+    for result in (light, heavy):
+        assert result["status"] == "ok", result
+        assert result["process_peak_mb"] >= result["peak_rss_mb"] > 0
+        assert result["tree_peak_mb"] > result["process_peak_mb"]
+    assert heavy["tree_peak_mb"] - heavy["process_peak_mb"] == pytest.approx(parent_now, rel=0.1)
+    assert heavy["tree_peak_mb"] - light["tree_peak_mb"] == pytest.approx(300, abs=60)
+
+
 def test_a_variant_that_quantization_breaks_fails_the_gate(tmp_path):
     """One huge weight on an input that is always zero: fp32 ignores it, but per-tensor int8
     weights share one scale, so every other weight of that layer rounds to zero."""
