@@ -239,10 +239,8 @@ def job_peak_mb(variants: pd.DataFrame) -> float:
     waiting plus a deployment variant's child at its peak (`tree_peak_mb`)."""
     from ptmeval.runtime import status_mb
 
-    own = status_mb("VmHWM")
-    if "tree_peak_mb" not in variants or not variants["tree_peak_mb"].notna().any():
-        return own
-    return max(own, float(variants["tree_peak_mb"].max()))
+    tree = pd.to_numeric(variants.get("tree_peak_mb", pd.Series(dtype=float)), errors="coerce")
+    return float(np.fmax(status_mb("VmHWM"), tree.max()))
 
 
 def _dynamic_shapes(module: Any, arrays: list[np.ndarray]) -> Any:
