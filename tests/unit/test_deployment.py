@@ -176,25 +176,36 @@ def test_the_bf16_variant_builds_and_runs(tmp_path):
 
 def test_a_variant_reports_the_peak_of_the_job_while_it_runs(tmp_path):
     """The child's whole peak (building included) is at least its running peak, and the job's
-    peak while the child runs adds the waiting parent's resident memory: a parent holding 300 MB
-    more raises it by about 300 MB (Snakemake's benchmark, sampling every 30 s, can miss it)."""
+    peak while the child runs adds the waiting parent's resident memory: 300 MB more held by the
+    parent is in it (Snakemake's benchmark, sampling every 30 s, can miss it). The parent's own
+    memory is read beside each call: in a long test session garbage from earlier tests can be
+    freed between two calls, so the two calls' totals are not compared with each other."""
+    import gc
+
     from ptmeval.runtime import status_mb
 
     model, x, _ = _trained()
     torch.save(model, tmp_path / "module.pt")
     spec = ({"module_file": str(tmp_path / "module.pt")}, [x], None, ["fp32"])
     timing = {"threads": 1, "batch_sizes": (1, 16), "timing": {"budget_s": 0.1}}
+    gc.collect()
+    before = status_mb("VmRSS")
     light = measure_variants(*spec, **timing)["fp32"]
+    unheld = status_mb("VmRSS")
     held = np.ones(300 * 2**20 // 8)  # 300 MB, touched: resident in the parent
+    holding = status_mb("VmRSS")
     heavy = measure_variants(*spec, **timing)["fp32"]
-    parent_now = status_mb("VmRSS")
+    after = status_mb("VmRSS")
     del held
+    assert holding - unheld > 290  # the parent really holds the 300 MB while the child runs
     for result in (light, heavy):
         assert result["status"] == "ok", result
         assert result["process_peak_mb"] >= result["peak_rss_mb"] > 0
         assert result["tree_peak_mb"] > result["process_peak_mb"]
-    assert heavy["tree_peak_mb"] - heavy["process_peak_mb"] == pytest.approx(parent_now, rel=0.1)
-    assert heavy["tree_peak_mb"] - light["tree_peak_mb"] == pytest.approx(300, abs=60)
+    parent_light = light["tree_peak_mb"] - light["process_peak_mb"]
+    parent_heavy = heavy["tree_peak_mb"] - heavy["process_peak_mb"]
+    assert min(before, unheld) - 30 <= parent_light <= max(before, unheld) + 30  # without them
+    assert min(holding, after) - 30 <= parent_heavy <= max(holding, after) + 30  # with them
 
 
 def test_a_variant_that_quantization_breaks_fails_the_gate(tmp_path):
