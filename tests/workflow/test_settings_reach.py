@@ -20,8 +20,8 @@ from tests.conftest import REPO
 TEXT_FULL = {"minilm-l6.full"}  # the default adapts MiniLM-L6 two ways
 TEXT_PROBES = {"minilm-l6.linear_probe", "smollm2-135m", "mpnet-base"}
 CLASSICAL = {"tfidf-logreg"}
-IMAGE_FULL = {"efficientnet-lite0"}
-IMAGE_PROBES = {"efficientnet-lite1", "efficientnet-lite2"}
+IMAGE_FULL = {"efficientnet-lite0.full"}  # and EfficientNet-Lite0 two ways
+IMAGE_PROBES = {"efficientnet-lite0.linear_probe", "efficientnet-lite1", "efficientnet-lite2"}
 NEURAL = TEXT_FULL | TEXT_PROBES | IMAGE_FULL | IMAGE_PROBES
 TRAINING_RULES = {"finetune", "select_hparams", "export_check"}
 ALL_RULES = TRAINING_RULES | {"extract_features", "profile_model", "measure_runtime"}
@@ -41,7 +41,7 @@ EXPECTED = {
     "checkpoint_every_steps": (7, *TRAINING_LOOP),
     "gradient_accumulation": (2, *TRAINING_LOOP),
     "max_length": (32, TEXT_FULL | TEXT_PROBES, ALL_RULES),
-    "image_size": (64, IMAGE_FULL | IMAGE_PROBES, ALL_RULES),
+    "image_size": (96, IMAGE_FULL | IMAGE_PROBES, ALL_RULES),
     "eval_batch_size": (32, NEURAL, ALL_RULES),
     "device": ("cpu", NEURAL, TRAINING_RULES | {"extract_features"}),
     "precision": ("fp32", NEURAL, TRAINING_RULES | {"extract_features"}),

@@ -35,20 +35,22 @@ def test_dry_run_default_config(tmp_path):
     result = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     stats = job_stats(result.stdout + result.stderr)
-    # 2 text tasks × 5 sizes × 3 seeds × (minilm full + probe 1 + smollm2 1 + mpnet 1 + tfidf
-    # 1) + mnist × 5 × 3 × (efficientnet-lite0 2 inits + lite1 1 + lite2 1)
-    assert stats["finetune"] == 2 * 5 * 3 * 5 + 5 * 3 * 4 == stats["evaluate"]
+    # Reuters-R8 × 5 sizes × 3 seeds × (minilm full + probe 1 + smollm2 1 + mpnet 1 + tfidf 1)
+    # + mnist × 5 × 3 × (efficientnet-lite0 full 2 inits + probe 1 + lite1 1 + lite2 1)
+    assert stats["finetune"] == 5 * 3 * 5 + 5 * 3 * 5 == stats["evaluate"]
     assert (
-        stats["download_model"] == 6  # MiniLM-L6's two methods share one
-        and stats["prepare_task"] == 3
-        and stats["subsample"] == 3 * 5 * 3
-        and stats["extract_features"] == 2 * 3 + 3  # 3 pretrained models per task, shared
-        and stats["transfer_scores"] == 2 * 3 + 3
-        and stats["select_hparams"] == 2 * 5 + 4
+        stats["download_model"] == 6  # MiniLM-L6's and EfficientNet-Lite0's two methods share one
+        and stats["prepare_task"] == 2
+        and stats["subsample"] == 2 * 5 * 3
+        and stats["extract_features"] == 3 + 3  # 3 pretrained models per task, shared
+        and stats["transfer_scores"] == 3 + 3
+        # a grid per model × init: minilm full, 3 text probes, tfidf; lite0 full × 2, 3 probes
+        and stats["select_hparams"] == 5 + 5
         # every model, the TF-IDF baseline too; MiniLM-L6's inference once (under full), nothing
-        # left for its probe
+        # left for its probe; EfficientNet-Lite0's probe profiled and export-checked on its own
         and stats["measure_runtime"] == 7
-        and stats["profile_model"] == 7
+        and stats["profile_model"] == 8
+        and stats["export_check"] == 8
     )
     # the jobs Snakemake plans are the plan's (ptmeval.plan), and the estimate counts the same
     cfg = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), REPO)
@@ -159,12 +161,12 @@ def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
 
 
 def test_a_dry_run_names_a_damaged_table_but_moves_nothing(tmp_path):
-    damaged = tmp_path / "results" / "tasks" / "bbc-news" / "0123abcd" / "data.parquet"
+    damaged = tmp_path / "results" / "tasks" / "reuters-r8" / "0123abcd" / "data.parquet"
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"PAR1 cut short")
     result = run_snakemake("-n", "--quiet", "rules", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "'results/tasks/bbc-news/0123abcd/data.parquet' is damaged" in result.stderr
+    assert "'results/tasks/reuters-r8/0123abcd/data.parquet' is damaged" in result.stderr
     assert "will be moved aside and recomputed by a real run" in result.stderr
     assert damaged.exists() and not (tmp_path / "results" / ".damaged").exists()
 
