@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
@@ -43,7 +44,8 @@ def learning_curve_figure(
         bars = ax.errorbar(
             group["n_train"],
             group["mean"],
-            yerr=[group["mean"] - group["min"], group["max"] - group["mean"]],
+            # clipped at 0: the mean of equal seeds can exceed them by a rounding error
+            yerr=np.clip([group["mean"] - group["min"], group["max"] - group["mean"]], 0, None),
             fmt="o" if init == "pretrained" else "s",
             capsize=3,
             label=label,

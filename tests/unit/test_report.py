@@ -200,3 +200,27 @@ def test_the_learning_curve_figure_plots_the_analysis_metric(tmp_path):
     acc = render_report(tables(), tmp_path / "acc.html", title="r", config_hash="a")
     assert "test macro_f1" in f1.read_text() and "Test macro_f1" in f1.read_text()
     assert "test macro_f1" not in acc.read_text() and "test accuracy" in acc.read_text()
+
+
+def test_equal_seeds_whose_mean_rounds_above_them_still_plot():
+    """Three seeds of a deterministic probe on the whole pool score the same; their mean can be
+    one rounding step above that score (0.1 + 0.1 + 0.1 = 0.30000000000000004), which made the
+    error bar negative and the report fail (the default's cold run, 2026-12-07)."""
+    from ptmeval.figures import learning_curve_figure
+
+    scores = [0.1, 0.1, 0.1]
+    mean = sum(scores) / 3
+    assert mean > max(scores)  # the case itself
+    curve = pd.DataFrame(
+        {
+            "task": "t",
+            "metric": "accuracy",
+            "model": "m",
+            "init": "pretrained",
+            "n_train": [20, 40],
+            "mean": [0.05, mean],
+            "min": [0.04, min(scores)],
+            "max": [0.06, max(scores)],
+        }
+    )
+    assert "<svg" in learning_curve_figure(curve, pd.DataFrame(), "t")
