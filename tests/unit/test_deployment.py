@@ -181,6 +181,7 @@ def test_a_variant_reports_the_peak_of_the_job_while_it_runs(tmp_path):
     memory is read beside each call: in a long test session garbage from earlier tests can be
     freed between two calls, so the two calls' totals are not compared with each other."""
     import gc
+    import mmap
 
     from ptmeval.runtime import status_mb
 
@@ -192,11 +193,15 @@ def test_a_variant_reports_the_peak_of_the_job_while_it_runs(tmp_path):
     before = status_mb("VmRSS")
     light = measure_variants(*spec, **timing)["fp32"]
     unheld = status_mb("VmRSS")
-    held = np.ones(300 * 2**20 // 8)  # 300 MB, touched: resident in the parent
+    # 300 MB in a fresh anonymous mapping, every page written: resident in the parent. Not a
+    # numpy array: in a long session malloc can hand back freed pages that are still resident
+    # (CI: VmRSS did not move), while a new mapping's pages count once they are touched
+    held = mmap.mmap(-1, 300 * 2**20)
+    np.frombuffer(held, dtype=np.uint8)[:] = 1
     holding = status_mb("VmRSS")
     heavy = measure_variants(*spec, **timing)["fp32"]
     after = status_mb("VmRSS")
-    del held
+    held.close()
     assert holding - unheld > 290  # the parent really holds the 300 MB while the child runs
     for result in (light, heavy):
         assert result["status"] == "ok", result
