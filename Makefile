@@ -27,7 +27,7 @@ run: setup
 	$(BIN)/snakemake --cores all
 
 test: setup system-packages
-	$(BIN)/python -m pytest -n 2 --dist loadfile -v --durations=30 tests
+	$(BIN)/python -m pytest -v --durations=30 tests
 
 # Debian packages that tests drive for real: Chromium and its driver (the browser test), SLURM
 # and munge (a single-node cluster). Installed here, by the test command's set-up, where the

@@ -3,7 +3,6 @@ job the workflow would build."""
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
@@ -83,45 +82,3 @@ def run_snakemake(
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
-
-
-def e2e_run_readers(root: Path) -> set[str]:
-    """The test modules (paths from `root`) whose functions, tests or fixtures, take the
-    session's e2e run (`e2e_workdir`)."""
-    return {
-        str(path.relative_to(root))
-        for path in (root / "tests").rglob("test_*.py")
-        if any(
-            arg.arg == "e2e_workdir"
-            for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, ast.FunctionDef)
-            for arg in node.args.args
-        )
-    }
-
-
-def xdist_scope(nodeid: str, e2e_readers: set[str]) -> str:
-    """The unit of work a test belongs to under `make test`'s two workers: its module, or one
-    unit for all the e2e run's readers."""
-    module = nodeid.split("::", 1)[0]
-    return "e2e-workdir" if module in e2e_readers else module
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """How `make test` (`pytest -n 2 --dist loadfile`) shares the tests between its two workers.
-    A worker runs each test module whole, so a module's fixtures (a workflow run, a cluster)
-    run once. The modules that read the session's e2e run (`e2e_workdir`) are one unit: some of
-    their tests change that workdir and restore it, so they run on one worker in the order they
-    have without xdist, and the run is made once. Units go out in the order they are collected
-    (the e2e modules, the slowest, first), not by their number of tests."""
-    from xdist.scheduler import LoadFileScheduling
-
-    readers = e2e_run_readers(config.rootpath)
-
-    class Scheduling(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return xdist_scope(nodeid, readers)
-
-    config.option.loadscopereorder = False
-    return Scheduling(config, log)
