@@ -24,6 +24,7 @@ from ptmeval.workflow import (
     finetune_mem_mb,
     gpus_for,
     estimate_params,
+    threads_for,
     code_version as library_code_version,
     neural_models,
     source_files,
@@ -141,6 +142,10 @@ def get_finetune_mem_mb(wildcards, attempt):
 
 def get_gpus(wildcards):
     return gpus_for(CFG, wildcards.model)
+
+
+def get_threads(wildcards):
+    return threads_for(CFG, wildcards.model)
 
 
 def get_feature_gpus(wildcards):

@@ -12,7 +12,7 @@ rule finetune:
     retries: 2
     conda:
         "../envs/ptmeval.yaml"
-    threads: 2
+    threads: get_threads
     resources:
         mem_mb=get_finetune_mem_mb,
         runtime=120,

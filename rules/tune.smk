@@ -10,7 +10,7 @@ rule select_hparams:
     retries: 2
     conda:
         "../envs/ptmeval.yaml"
-    threads: 2
+    threads: get_threads
     resources:
         mem_mb=get_finetune_mem_mb,
         runtime=240,

@@ -8,7 +8,8 @@ come from the profile stage when it is cached (`results/profile/<model>/<key>/pr
 initialised CNN). The achieved rate is this machine's float32 matmul rate, measured in a second,
 times an efficiency factor per kind of work (calibrated on a 2-core CPU machine; see
 benchmarks/README.md). Training FLOPs are 3× forward when not measured.
-Jobs run one at a time on 2 cores (every heavy rule asks for 2 threads); with more cores the
+Jobs of the heavy rules ask for 2 threads and run one at a time on 2 cores; the others (and the
+light fits: TF-IDF, linear probes) ask for one and run two at a time; with more cores the
 estimate divides each stage's time by the number of jobs that can run at once.
 """
 
@@ -42,6 +43,7 @@ from ptmeval.config import (
 from ptmeval.errors import ModelSourceError
 from ptmeval.subsample import subset_size
 from ptmeval.training.loop import Budget
+from ptmeval.workflow import HEAVY_THREADS
 
 # seconds; measured on the 2-core CPU machine this project is developed on
 START_LIGHT = 1.6  # Snakemake script job with pandas only
@@ -58,7 +60,6 @@ RUNTIME_CLASSICAL_MB = 500.0
 EVALUATE = 0.3  # metrics and predictions from the cached test probabilities (s)
 EVALUATE_MB = 200.0  # its peak RSS (139 MB measured on the e2e run): pandas, pyarrow, no torch
 GGUF_RATE = 25e6  # bytes/s to dequantise a GGUF checkpoint into safetensors
-HEAVY_THREADS = 2
 
 log = logging.getLogger(__name__)
 
@@ -312,18 +313,49 @@ def method_cost(cost: ModelCost, method: str) -> ModelCost:
 Add = Callable[..., None]
 
 
+# Stages whose jobs ask for HEAVY_THREADS: as many run at once as the cores allow in pairs; the
+# others' (one thread each) one per core. A light fit (TF-IDF, a linear probe) is a fine-tune
+# of one thread.
+HEAVY_STAGES = {
+    "finetune",
+    "extract_features",
+    "profile_model",
+    "measure_runtime",
+    "export_check",
+    "download_model",
+}
+
+
 class _Tally:
-    """Jobs, summed wall time, peak memory and bases per stage."""
+    """Jobs, summed wall time (of jobs of HEAVY_THREADS and of one thread), peak memory and bases
+    per stage."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
 
-    def add(self, stage: str, seconds: float, peak_mb: float = 0.0, basis: str = "") -> None:
+    def add(
+        self,
+        stage: str,
+        seconds: float,
+        peak_mb: float = 0.0,
+        basis: str = "",
+        light: bool | None = None,
+    ) -> None:
+        """One job; `light`: it asks for one thread (default: as its stage's jobs do)."""
         row = self.rows.setdefault(
-            stage, {"stage": stage, "jobs": 0, "wall_s": 0.0, "peak_mb": 0.0, "basis": set()}
+            stage,
+            {
+                "stage": stage,
+                "jobs": 0,
+                "heavy_s": 0.0,
+                "light_s": 0.0,
+                "peak_mb": 0.0,
+                "basis": set(),
+            },
         )
         row["jobs"] += 1
-        row["wall_s"] += seconds
+        light = stage not in HEAVY_STAGES if light is None else light
+        row["light_s" if light else "heavy_s"] += seconds
         row["peak_mb"] = max(row["peak_mb"], peak_mb)
         if basis:
             row["basis"].add(basis)
@@ -447,9 +479,9 @@ def _training_jobs(
                     # evaluate scores the test probabilities the fine-tune job computed
                     add("evaluate", START_LIGHT + EVALUATE, EVALUATE_MB)
                     if cost is None:
-                        add("finetune", START_LIGHT + 2 * CLASSICAL_FIT, 400.0)
+                        add("finetune", START_LIGHT + 2 * CLASSICAL_FIT, 400.0, light=True)
                     elif m.method == "linear_probe":
-                        add("finetune", START_LIGHT + 1.5, 500.0, cost.basis)
+                        add("finetune", START_LIGHT + 1.5, 500.0, cost.basis, light=True)
                     else:
                         load = cost.weight_bytes / LOAD_RATE
                         mem = memory_mb("finetune", cost.weight_bytes)
@@ -515,18 +547,7 @@ def estimate(
     out["basis"] = out["basis"].map(lambda b: ", ".join(sorted(b)) or "fixed")
     if skipped:
         out["basis"] += f"; without {', '.join(skipped)} (architecture not readable yet)"
-    heavy = {
-        "finetune",
-        "extract_features",
-        "profile_model",
-        "measure_runtime",
-        "export_check",
-        "download_model",
-    }
-    out["wall_s"] = [
-        w / parallel if s in heavy else w / max(1, cores)
-        for s, w in zip(out["stage"], out["wall_s"], strict=True)
-    ]
+    out.insert(2, "wall_s", out.pop("heavy_s") / parallel + out.pop("light_s") / max(1, cores))
     out["peak_gflops"] = peak / 1e9
     return out
 

@@ -100,6 +100,8 @@ def code_version(
     return digest.hexdigest()[:12]
 
 
+HEAVY_THREADS = 2  # CPU threads of the jobs that run a network (rules/*.smk: `threads`)
+
 # Settings that only inference-time stages (profile, features) depend on.
 INFERENCE_FIELDS = ("max_length", "image_size", "eval_batch_size")
 PLACEMENT_FIELDS = ("device", "precision")  # where feature extraction runs (ptmeval.compute)
@@ -398,6 +400,20 @@ def finetune_mem_mb(
     # backward pass, the adapters' few states; a probe: inference
     factor = {"full": 5.0, "lora": 2.5}.get(entry.method, 1.5)
     return int((2000 + factor * weights) * max(1, attempt))
+
+
+def light_fit(cfg: Config, model: str) -> bool:
+    """Whether a model's fine-tunes and selection runs are a small scikit-learn fit — a classical
+    model, or a linear probe on cached features — rather than training a network."""
+    entry = cfg.model(model)
+    return not get_spec(entry.adapter).neural or entry.method == "linear_probe"
+
+
+def threads_for(cfg: Config, model: str) -> int:
+    """CPU threads a fine-tune or selection job asks for: HEAVY_THREADS to train a network, one
+    for a light fit, whose few seconds are mostly a single-threaded start-up (imports, reading
+    tables) — two of them run side by side where one network's training would."""
+    return 1 if light_fit(cfg, model) else HEAVY_THREADS
 
 
 def gpus_for(cfg: Config, model: str, stage: str = "finetune") -> int:

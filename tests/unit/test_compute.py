@@ -9,7 +9,7 @@ from ptmeval.adapters._base import LoadedModel
 from ptmeval.compute import CPU_FP32, Placement, cpu_has_bf16, gpu_requested, place, resolve
 from ptmeval.config import parse_config
 from ptmeval.errors import ConfigError
-from ptmeval.workflow import gpus_for, model_job
+from ptmeval.workflow import gpus_for, model_job, threads_for
 
 
 def test_explicit_cpu_fp32_is_what_was_asked():
@@ -112,6 +112,8 @@ def test_gpu_requests_follow_the_device(monkeypatch):
 
     gpu, cpu = cfg("cuda"), cfg("cpu")
     assert [gpus_for(gpu, m) for m in ("t", "full", "probe")] == [0, 1, 0]
+    # the light fits (scikit-learn) ask for one CPU thread, a network's training for two
+    assert [threads_for(cpu, m) for m in ("t", "full", "probe")] == [1, 2, 1]
     assert [gpus_for(gpu, m, "features") for m in ("t", "full", "probe")] == [0, 1, 1]
     assert [gpus_for(cpu, m) + gpus_for(cpu, m, "features") for m in ("full", "probe")] == [0, 0]
     # feature extraction's params carry the placement; profiling's do not (it runs fp32 on CPU)

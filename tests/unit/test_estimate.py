@@ -113,3 +113,19 @@ def test_a_cached_profile_under_this_config_s_settings_key_is_used(default_confi
     measured = model_cost(default_config, "minilm-l6", tmp_path)
     assert measured.basis == "measured (profile cache)"
     assert measured.forward == 1.5e9 and measured.train == 4.5e9
+
+
+def test_light_fits_run_two_at_a_time_on_two_cores():
+    """A TF-IDF fine-tune asks for one thread (ptmeval.workflow.threads_for): on 2 cores the
+    estimate halves their time, where a network's fine-tunes (2 threads) run one at a time."""
+    cfg = load_config(
+        {
+            "models": [{"slug": "tfidf", "adapter": "tfidf-logreg"}],
+            "tasks": [{"slug": "t", "source": {"kind": "packaged", "name": "bbc-news"}}],
+        }
+    )
+    one, two = (
+        estimate(cfg, cache=None, peak=1e11, cores=n).set_index("stage")["wall_s"] for n in (1, 2)
+    )
+    assert two["finetune"] == pytest.approx(one["finetune"] / 2)
+    assert two["measure_runtime"] == pytest.approx(one["measure_runtime"])  # 2 threads

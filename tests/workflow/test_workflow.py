@@ -1,5 +1,6 @@
 """The workflow as Snakemake sees it: lint, format, dry runs, config errors before any job."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,29 @@ def test_job_announcements_carry_no_empty_shell_line(tmp_path):
     said = result.stdout + result.stderr
     assert "rule finetune:" in said
     assert "Shell command" not in said
+
+
+def test_light_fits_ask_for_one_thread_and_networks_for_two(tmp_path):
+    """Two TF-IDF or probe fits (seconds of mostly single-threaded start-up each) run side by
+    side on 2 cores; a network's fine-tune or selection runs takes both."""
+    result = run_snakemake(
+        "-n", "--cores", "2", "--configfile", str(REPO / "tests/e2e/config.yaml"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    threads: dict[tuple[str, str], set[int]] = {}
+    for block in re.split(r"\n(?=\[)", result.stdout + result.stderr):
+        rule = re.search(r"^rule (finetune|select_hparams):$", block, re.M)
+        if rule:
+            model = re.search(r"wildcards: model=([\w.-]+)", block).group(1)
+            asked = re.search(r"^    threads: (\d+)$", block, re.M)  # not shown when 1
+            threads.setdefault((rule.group(1), model), set()).add(
+                int(asked.group(1)) if asked else 1
+            )
+    assert threads == {
+        (rule, model): {n}
+        for rule in ("finetune", "select_hparams")
+        for model, n in (("minilm-l6", 2), ("tfidf-logreg", 1), ("efficientnet-lite0", 1))
+    }
 
 
 HEAVY = ("torch", "torchvision", "transformers", "sklearn", "onnxruntime", "deepspeed")
