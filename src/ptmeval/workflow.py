@@ -426,7 +426,7 @@ def gpus_for(cfg: Config, model: str, stage: str = "finetune") -> int:
     if not get_spec(entry.adapter).neural:
         return 0
     if stage == "finetune":
-        if entry.method not in ("full", "lora"):
+        if light_fit(cfg, model):
             return 0
         if settings.engine == "deepspeed":
             return settings.gpus_per_job if settings.use_gpus else 0

@@ -32,7 +32,7 @@ import yaml
 
 from ptmeval.workflow import without_shown_logs
 from tests.conftest import REPO, job_stats, run_snakemake
-from tests.e2e.conftest import one_seed_config, one_seed_rows
+from tests.e2e.conftest import TEXT_TASK, one_seed_config, one_seed_rows
 from tests.system import require_debian_packages
 
 pytestmark = pytest.mark.slow
@@ -534,7 +534,7 @@ def test_predictions_equal_the_local_run(slurm_run, e2e_workdir):
     local = {
         name: path
         for name, path in local.items()
-        if name.split("/")[3] == "0" and name.split("/")[1] == "bbc-news"
+        if name.split("/")[3] == "0" and name.split("/")[1] == TEXT_TASK
     }
     # the same jobs under the same settings keys; the local folder also keeps the results of
     # the e2e tests' changed settings beside them (other keys)
